@@ -1,0 +1,55 @@
+"""Builders for song folders in tmp dirs (used by many test modules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SHEET = """name,prompt,seeds,guidance_scale
+luna,"a moon, glowing",1001 1002 1003,7.5
+sun,"a sun, burning",2001 2002 2003,7.5
+star,a star,3001 3002 3003,8
+"""
+SCENES = """,scene,duration,section,start,avoid
+0,luna,1,1,,
+1,sun,1,1,,
+2,star,1,2,,
+"""
+SETTINGS = {
+    "default": {
+        "model_string": "tiny",
+        "res_width": 64,
+        "res_height": 64,
+        "interpolation_steps": 4,
+        "noise": "cpu",
+        "pipe_kwargs": {"num_inference_steps": 3},
+    }
+}
+
+
+def write_song(root: Path, name: str = "song", sheet: str | bytes = SHEET,
+               scenes: str | bytes | None = SCENES, settings: object = None,
+               extra: dict[str, str | bytes] | None = None) -> tuple[Path, Path]:
+    """Create <root>/meta/<name>/ and <root>/media/<name>/; returns (meta_song, media_song)."""
+    meta = root / "meta" / name
+    media = root / "media" / name
+    meta.mkdir(parents=True, exist_ok=True)
+    media.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str | bytes] = {"prompt_image_definitions.csv": sheet}
+    if scenes is not None:
+        files["scene_sequence.csv"] = scenes
+    data = SETTINGS if settings is None else settings
+    files["tgen_settings.json"] = data if isinstance(data, str | bytes) else json.dumps(data)
+    files.update(extra or {})
+    for rel, content in files.items():
+        path = meta / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return meta, media
+
+
+def env_for(root: Path) -> dict[str, str]:
+    return {"media_dir": str(root / "media"), "meta_dir": str(root / "meta")}

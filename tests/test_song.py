@@ -1,0 +1,259 @@
+"""Song metadata: every case of song-format.md loads or fails with a precise message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from songs import SCENES, SETTINGS, SHEET, write_song
+
+from sdmorph.errors import SongError
+from sdmorph.ids import ImageId
+from sdmorph.song import load_song, parse_seeds, summary
+
+
+def load(root: Path, **kw: object):
+    meta, media = root / "meta" / "song", root / "media" / "song"
+    return load_song(meta, media, **kw)  # type: ignore[arg-type]
+
+
+def errors_of(root: Path, **kw: object) -> str:
+    with pytest.raises(SongError) as info:
+        load(root, **kw)
+    return str(info.value)
+
+
+def test_basic_song_loads(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    song = load(tmp_path)
+    assert list(song.prompts) == ["luna", "sun", "star"]
+    assert song.prompts["luna"].seeds == (1001, 1002, 1003)
+    assert song.prompts["luna"].prompt == "a moon, glowing"
+    assert [s.name for s in song.scenes] == ["luna", "sun", "star"]
+    assert song.scenes[2].section == 2
+    assert song.profile.model_string == "tiny"
+    assert song.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("1000 1001 1002", [1000, 1001, 1002]),
+        ("6497, 3676, 3855", [6497, 3676, 3855]),
+        ("6497,3676,3855", [6497, 3676, 3855]),
+        ("5842234013956479", [5842234013956479]),
+        ("0001 0002", [1, 2]),
+        ("", []),
+        ("  12  ", [12]),
+    ],
+)
+def test_seed_separators(cell: str, expected: list[int]) -> None:
+    assert parse_seeds(cell) == (expected, [])
+
+
+def test_bad_seed_names_file_row_column(tmp_path: Path) -> None:
+    sheet = SHEET.replace("2001 2002 2003", "2001 x2 2003")
+    write_song(tmp_path, sheet=sheet)
+    message = errors_of(tmp_path)
+    assert "prompt_image_definitions.csv, row 3, column 'seeds'" in message
+    assert "'x2'" in message
+
+
+def test_wild_prompt_sheet(tmp_path: Path) -> None:
+    """BOM, CRLF, empty rows, trailing unnamed columns, 16-digit seeds, leading zeros."""
+    sheet = (
+        "\ufeffname,prompt,seeds,guidance_scale,negative_prompt,,\r\n"
+        'luna,"a moon, glowing","0001, 5842234013956479",7.5,,,\r\n'
+        ",,,,,,\r\n"
+        "\r\n"
+        'sun,a sun,"6497, 3676",8,"blurry, dark",,\r\n'
+        "star,a star,3001,,,,\r\n"
+    )
+    scenes = ",scene,duration,section,start,avoid\n0,luna,1,1,,\n1,sun,0,1,,\n2,star,0,2,,\n"
+    write_song(tmp_path, sheet=sheet.encode("utf-8"), scenes=scenes)
+    song = load(tmp_path)
+    assert song.prompts["luna"].seeds == (1, 5842234013956479)
+    assert song.prompts["sun"].negative_prompt == "blurry, dark"
+    assert song.negative(song.prompts["sun"]) == "blurry, dark"
+    assert song.negative(song.prompts["luna"]) == ""
+    assert song.guidance(song.prompts["star"]) == 7.5
+    assert song.prompts["sun"].row == 6
+    assert song.warnings == []
+
+
+def test_duplicate_prompt_names_warn_and_keep_first(tmp_path: Path) -> None:
+    sheet = SHEET + "luna,another moon,9999,7\n"
+    write_song(tmp_path, sheet=sheet)
+    song = load(tmp_path)
+    assert song.prompts["luna"].seeds == (1001, 1002, 1003)
+    assert any("duplicate prompt name 'luna'" in w and "row 2" in w and "row 5" in w
+               for w in song.warnings)
+    assert "--strict" in errors_of(tmp_path, strict=True)
+
+
+def test_unknown_column_warns(tmp_path: Path) -> None:
+    sheet = SHEET.replace("guidance_scale\n", "guidance_scale,notes\n")
+    write_song(tmp_path, sheet=sheet.replace("7.5\n", "7.5,hi\n", 1))
+    song = load(tmp_path)
+    assert any("unknown column 'notes'" in w for w in song.warnings)
+
+
+def test_flat_settings_and_old_spellings(tmp_path: Path) -> None:
+    flat = {"song_name": "x", "res_height": 564, "res_width": 1024, "model_string": "tiny",
+            "interpolation_steps": 30, "inference_steps": 20, "seed_delimiter": " ",
+            "pipe_kwargs": {"negative_prompt": "ugly"}}
+    write_song(tmp_path, settings=flat)
+    song = load(tmp_path)
+    assert song.profile.res_height == 560
+    assert song.profile.num_inference_steps == 20
+    assert song.profile.negative_prompt == "ugly"
+    assert any("res_height 564 is not a multiple of 8: rendering at 560" in w
+               for w in song.warnings)
+    assert "a flat settings file has only 'default'" in errors_of(tmp_path, profile="cell")
+
+
+def test_pipe_kwargs_steps_win_over_inference_steps(tmp_path: Path) -> None:
+    settings = {"default": {"model_string": "tiny", "inference_steps": 20,
+                            "pipe_kwargs": {"num_inference_steps": 30}}}
+    write_song(tmp_path, settings=settings)
+    assert load(tmp_path).profile.num_inference_steps == 30
+
+
+def test_profiles_and_unknown_profile(tmp_path: Path) -> None:
+    settings = {"default": SETTINGS["default"], "cell": {**SETTINGS["default"], "res_width": 96}}
+    write_song(tmp_path, settings=settings)
+    assert load(tmp_path, profile="cell").profile.res_width == 96
+    message = errors_of(tmp_path, profile="nope")
+    assert "unknown profile 'nope'" in message and "default, cell" in message
+
+
+def test_unknown_settings_key_warns(tmp_path: Path) -> None:
+    settings = {"default": {**SETTINGS["default"], "colour": "red"}}
+    write_song(tmp_path, settings=settings)
+    assert any("unknown setting 'colour'" in w for w in load(tmp_path).warnings)
+
+
+def test_malformed_json_names_line_and_column(tmp_path: Path) -> None:
+    write_song(tmp_path, settings='{\n  "default": {\n    "res_width": 64,\n  }\n}')
+    message = errors_of(tmp_path)
+    assert "tgen_settings.json" in message and "line 4, column 3" in message
+
+
+def test_missing_scene_sequence_lists_variants(tmp_path: Path) -> None:
+    write_song(tmp_path, scenes=None, extra={"scene_sequence_laD.csv": SCENES,
+                                             "scene_sequence_alt.csv": SCENES})
+    message = errors_of(tmp_path)
+    assert "missing scene_sequence.csv" in message
+    assert "scene_sequence_alt.csv, scene_sequence_laD.csv" in message
+    assert len(load(tmp_path, scenes="laD").scenes) == 3
+
+
+def test_scene_sequence_junk_columns_and_index_header(tmp_path: Path) -> None:
+    scenes = "0,scene,duration,section,start,avoid, \n0,luna,1,1,,, \n\n1,sun,0,1,,,\n"
+    write_song(tmp_path, scenes=scenes)
+    song = load(tmp_path)
+    assert [s.name for s in song.scenes] == ["luna", "sun"]
+    assert song.warnings == []
+
+
+def test_start_and_avoid_resolve_legacy_prefixes(tmp_path: Path) -> None:
+    sheet = ("name,prompt,seeds\ncloud goddess,a goddess,4440123456 5551234\n"
+             "sun,a sun,1 2 3\n")
+    scenes = (",scene,duration,section,start,avoid\n"
+              "0,cloud goddess,1,1,cloud goddess_4440,\n"
+              '1,sun,1,1,"sun_1, sun_2",sun_3\n')
+    write_song(tmp_path, sheet=sheet, scenes=scenes)
+    song = load(tmp_path)
+    assert song.scenes[0].start == (ImageId("cloud goddess", 4440123456),)
+    assert song.scenes[1].start == (ImageId("sun", 1), ImageId("sun", 2))
+    assert song.scenes[1].avoid == frozenset({ImageId("sun", 3)})
+
+
+def test_ambiguous_and_foreign_references(tmp_path: Path) -> None:
+    sheet = "name,prompt,seeds\nluna,a moon,44401 44402 7\nsun,a sun,1 2\n"
+    scenes = (",scene,duration,section,start,avoid\n"
+              "0,luna,1,1,luna_4440,\n"
+              "1,sun,1,1,luna_7,sun_9\n")
+    write_song(tmp_path, sheet=sheet, scenes=scenes)
+    message = errors_of(tmp_path)
+    assert "row 2, column 'start'" in message and "44401" in message and "44402" in message
+    assert "row 3, column 'start'" in message and "'luna' has no image in this scene" in message
+    assert "row 3, column 'avoid'" in message
+
+
+def test_scene_that_resolves_to_nothing(tmp_path: Path) -> None:
+    scenes = SCENES + "3,comet,1,2,,\n"
+    write_song(tmp_path, scenes=scenes)
+    message = errors_of(tmp_path)
+    assert "row 5, column 'scene'" in message and "'comet'" in message
+
+
+def test_folder_scene(tmp_path: Path) -> None:
+    scenes = ",scene,duration,section,start,avoid\n0,picks,1,1,,\n1,star,0,1,,\n"
+    meta, media = write_song(tmp_path, scenes=scenes)
+    folder = media / "scenes" / "picks"
+    folder.mkdir(parents=True)
+    for stem in ("luna_1001", "sun_2002"):
+        (folder / f"{stem}.png").write_bytes(b"")
+    song = load(tmp_path)
+    assert song.scenes[0].images == (ImageId("luna", 1001), ImageId("sun", 2002))
+
+
+def test_image_in_two_scenes_is_an_error(tmp_path: Path) -> None:
+    write_song(tmp_path, scenes=SCENES + "3,luna,1,2,,\n")
+    assert "already in scene 'luna'" in errors_of(tmp_path)
+
+
+def test_several_problems_reported_at_once(tmp_path: Path) -> None:
+    sheet = SHEET.replace("1001 1002 1003", "1001 abc")
+    scenes = SCENES.replace("0,luna,1,1,,", "0,luna,x,1,,") + "3,comet,1,2,,\n"
+    write_song(tmp_path, sheet=sheet, scenes=scenes)
+    message = errors_of(tmp_path)
+    assert "'abc'" in message and "'x' is not a whole number" in message
+    assert "'comet'" in message
+
+
+def test_prompt_without_seeds_as_scene(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet=SHEET + "comet,a comet,,\n", scenes=SCENES + "3,comet,0,2,,\n")
+    assert "has no seeds yet" in errors_of(tmp_path)
+
+
+def test_masks_png_svg_subfolder_and_missing(tmp_path: Path) -> None:
+    from PIL import Image
+
+    sheet = ("name,prompt,seeds,mask,cnet_scale\nluna,a moon,1,shapes/square,0.5\n"
+             "sun,a sun,2,circle,\nstar,a star,3,,\ncomet,a comet,4,gone,\nnova,nova,5,gone,\n")
+    scenes = ",scene,duration,section,start,avoid\n0,luna,0,1,,\n1,sun,0,1,,\n2,star,0,1,,\n"
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny",
+                            "cnet_image": "blank"}}
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32">'
+           '<circle cx="16" cy="16" r="8" fill="white"/></svg>')
+    meta, _ = write_song(tmp_path, sheet=sheet, scenes=scenes, settings=settings,
+                         extra={"masks/circle.svg": svg})
+    (meta / "masks" / "shapes").mkdir(parents=True)
+    Image.new("RGBA", (96, 54), (255, 255, 255, 255)).save(meta / "masks/shapes/square.png")
+    song = load(tmp_path)
+    assert song.profile.mask_image == "blank"
+    assert song.cnet_scale(song.prompts["luna"]) == 0.5
+    from sdmorph.song import mask_problems
+
+    problems = [str(p) for p in mask_problems(song)]
+    assert any("row 5, column 'mask'" in p and "'gone'" in p for p in problems)
+    assert any("row 6, column 'mask'" in p for p in problems)
+    assert any("song-wide mask 'blank'" in p for p in problems)
+    assert len(problems) == 3
+
+
+def test_summary_counts(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    rows = dict(summary(load(tmp_path)))
+    assert rows["transitions in a path"] == "5"
+    assert rows["frames in a path"].startswith("16 ")
+    assert rows["mode"] == "plain"
+
+
+def test_json_settings_roundtrip_is_the_source_of_truth(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=json.dumps({"default": {"model_string": "tiny",
+                                                          "res_width": "abc"}}))
+    assert "res_width" in errors_of(tmp_path)
