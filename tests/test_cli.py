@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from songs import SHEET, env_for, write_song
 from typer.testing import CliRunner
 
 from sdmorph import __version__
 from sdmorph.cli import app
+from songs import SHEET, env_for, write_song
 
 runner = CliRunner()
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from songs import SCENES, SETTINGS, SHEET, write_song
 
 from sdmorph.errors import SongError
 from sdmorph.ids import ImageId
 from sdmorph.song import load_song, parse_seeds, summary
+from songs import SCENES, SETTINGS, SHEET, write_song
 
 
 def load(root: Path, **kw: object):

@@ -42,5 +42,6 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     else:
         theta = np.arccos(dot)
         sin_theta = np.sin(theta)
-        mixed = (np.sin((1.0 - t) * theta) / sin_theta) * a64 + (np.sin(t * theta) / sin_theta) * b64
+        weight_a = np.sin((1.0 - t) * theta) / sin_theta
+        mixed = weight_a * a64 + (np.sin(t * theta) / sin_theta) * b64
     return mixed.astype(a.dtype)

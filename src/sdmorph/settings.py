@@ -79,7 +79,8 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _error(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")
+        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise _error(path, message) from None
 
 
 def _error(path: Path, message: str) -> Exception:

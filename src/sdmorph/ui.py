@@ -6,7 +6,7 @@ Stages report through these so the CLI stays thin and tests can read plain text.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import (
@@ -46,7 +46,7 @@ def progress() -> Progress:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: int) -> Iterator[callable]:  # type: ignore[valid-type]
+def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A single progress bar; yields `advance(n=1)`."""
     with progress() as prog:
         task = prog.add_task(description, total=total)

@@ -1,0 +1,70 @@
+"""`render-prompts`: every (prompt, seed) keyframe image of the song, resumable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from sdmorph.errors import SdmorphError
+from sdmorph.fsio import clean_temp_files
+from sdmorph.ids import ImageId
+from sdmorph.render import FrameWriter, Renderer, png_info
+from sdmorph.store import png_complete
+
+
+@dataclass
+class KeyframeReport:
+    rendered: list[ImageId] = field(default_factory=list)
+    skipped: list[ImageId] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def chunks(items: Sequence[ImageId], size: int) -> list[list[ImageId]]:
+    """Batches of one prompt's images, in sheet order (batch composition is reproducible)."""
+    out: list[list[ImageId]] = []
+    for _, group in groupby(items, key=lambda image: image.prompt):
+        same = list(group)
+        out += [same[i : i + size] for i in range(0, len(same), size)]
+    return out
+
+
+def select_images(renderer: Renderer, only: Sequence[str] | None) -> list[ImageId]:
+    song = renderer.song
+    unknown = [name for name in only or () if name not in song.prompts]
+    if unknown:
+        raise SdmorphError(f"--only {unknown[0]!r}: no such prompt in {song.sheet_path} "
+                           f"(prompts: {', '.join(song.prompts)})")
+    return [image for image in song.all_images() if not only or image.prompt in only]
+
+
+def is_done(renderer: Renderer, image: ImageId) -> bool:
+    """A keyframe on disk that decodes counts as done (the old scripts' ones included)."""
+    return png_complete(renderer.keyframe_path(image))
+
+
+def render_keyframes(
+    renderer: Renderer,
+    images: Sequence[ImageId],
+    *,
+    force: bool = False,
+    batch_size: int = 4,
+    on_image: Callable[[int], None] | None = None,
+) -> KeyframeReport:
+    """Render the images that are missing (or all with `force`) into prompt_images/."""
+    started = time.perf_counter()
+    report = KeyframeReport()
+    clean_temp_files(renderer.song.media_dir / "prompt_images")
+    todo = [image for image in images if force or not is_done(renderer, image)]
+    report.skipped = [image for image in images if image not in set(todo)]
+    with FrameWriter() as writer:
+        for batch in chunks(todo, batch_size):
+            for image, picture in zip(batch, renderer.render_keyframes(batch), strict=True):
+                writer.put(renderer.keyframe_path(image), picture,
+                           png_info(renderer.png_text(image)))
+                report.rendered.append(image)
+                if on_image:
+                    on_image(1)
+    report.seconds = time.perf_counter() - started
+    return report
