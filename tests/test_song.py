@@ -78,7 +78,7 @@ def test_wild_prompt_sheet(tmp_path: Path) -> None:
     assert song.negative(song.prompts["sun"]) == "blurry, dark"
     assert song.negative(song.prompts["luna"]) == ""
     assert song.guidance(song.prompts["star"]) == 7.5
-    assert song.prompts["sun"].row == 6
+    assert song.prompts["sun"].row == 5
     assert song.warnings == []
 
 

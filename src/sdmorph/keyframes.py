@@ -18,6 +18,7 @@ from sdmorph.store import png_complete
 class KeyframeReport:
     rendered: list[ImageId] = field(default_factory=list)
     skipped: list[ImageId] = field(default_factory=list)
+    stale: list[ImageId] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -39,9 +40,11 @@ def select_images(renderer: Renderer, only: Sequence[str] | None) -> list[ImageI
     return [image for image in song.all_images() if not only or image.prompt in only]
 
 
-def is_done(renderer: Renderer, image: ImageId) -> bool:
-    """A keyframe on disk that decodes counts as done (the old scripts' ones included)."""
-    return png_complete(renderer.keyframe_path(image))
+def state_of(renderer: Renderer, image: ImageId) -> str:
+    """'missing', 'current', 'legacy' (the old scripts', used as is) or 'stale'."""
+    if not png_complete(renderer.keyframe_path(image)):
+        return "missing"
+    return renderer.keyframe_state(image)
 
 
 def render_keyframes(
@@ -56,7 +59,9 @@ def render_keyframes(
     started = time.perf_counter()
     report = KeyframeReport()
     clean_temp_files(renderer.song.media_dir / "prompt_images")
-    todo = [image for image in images if force or not is_done(renderer, image)]
+    states = {image: state_of(renderer, image) for image in images}
+    todo = [image for image in images if force or states[image] == "missing"]
+    report.stale = [image for image in images if states[image] == "stale" and not force]
     report.skipped = [image for image in images if image not in set(todo)]
     with FrameWriter() as writer:
         for batch in chunks(todo, batch_size):

@@ -69,7 +69,8 @@ def load_pipeline(
     pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
     try:
-        pipe.to(device, torch_dtype)
+        _cast(pipe, torch_dtype)
+        pipe.to(device)
     except (RuntimeError, ValueError) as exc:
         raise ModelError(
             f"model '{model}': could not move it to {device}: {_first_line(exc)}"
@@ -129,6 +130,17 @@ def scheduler_class(name: str) -> type[SchedulerMixin]:
         f"scheduler '{name}': not a diffusers scheduler; valid names include "
         + ", ".join(COMMON_SCHEDULERS)
     )
+
+
+def _cast(pipe: DiffusionPipeline, dtype: torch.dtype) -> None:
+    """Cast models not already in `dtype` (only the tiny model: loaders get torch_dtype).
+
+    nn.Module.to, because diffusers' own .to(dtype) warns about float32-only modules even
+    when a model has none.
+    """
+    for part in pipe.components.values():
+        if isinstance(part, torch.nn.Module) and getattr(part, "dtype", dtype) != dtype:
+            torch.nn.Module.to(part, dtype=dtype)
 
 
 def _mps_available() -> bool:

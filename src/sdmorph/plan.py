@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal, NamedTuple
 
 import networkx as nx
@@ -148,8 +149,13 @@ def _shared_images(scenes: Sequence[SceneSpec]) -> list[tuple[str, str]]:
     for spec in scenes:
         for image in _unique(spec.images):
             if image in owner:
-                found.append((f"image {image.stem} is in scene '{owner[image]}' and in scene "
-                              f"'{spec.name}'; an image belongs to one scene only", spec.name))
+                found.append(
+                    (
+                        f"image {image.stem} is in scene '{owner[image]}' and in scene "
+                        f"'{spec.name}'; an image belongs to one scene only",
+                        spec.name,
+                    )
+                )
             else:
                 owner[image] = spec.name
     return found
@@ -201,9 +207,9 @@ def _entries(
 
 def _hops(scenes: Sequence[_Scene], walks: Sequence[Sequence[ImageId]]) -> list[Hop]:
     hops: list[Hop] = []
-    for index, (scene, walk) in enumerate(zip(scenes, walks)):
+    for index, (scene, walk) in enumerate(zip(scenes, walks, strict=True)):
         section = scene.spec.section
-        hops += [Hop(a, b, scene.name, scene.name, section, "intra") for a, b in zip(walk, walk[1:])]
+        hops += [Hop(a, b, scene.name, scene.name, section, "intra") for a, b in pairwise(walk)]
         if index + 1 < len(scenes):
             nxt = scenes[index + 1]
             hops.append(Hop(walk[-1], walks[index + 1][0], scene.name, nxt.name, section, "inter"))
@@ -269,9 +275,10 @@ def choose_story(
 class _Links:
     """The available transitions between usable images, by position in `_Scene.usable`."""
 
-    def __init__(self, scenes: Sequence[_Scene], available: Collection[frozenset[ImageId]]):
-        where = {image: (i, p) for i, scene in enumerate(scenes) for p, image in
-                 enumerate(scene.usable)}
+    def __init__(self, scenes: Sequence[_Scene], available: Collection[frozenset[ImageId]]) -> None:
+        where = {
+            image: (i, p) for i, scene in enumerate(scenes) for p, image in enumerate(scene.usable)
+        }
         self.inside: list[list[set[int]]] = [[set() for _ in s.usable] for s in scenes]
         self.onward: list[list[set[int]]] = [[set() for _ in s.usable] for s in scenes]
         for pair in available:
@@ -337,9 +344,7 @@ def _search_backwards(
     return live, walks
 
 
-def _good_exits(
-    scenes: Sequence[_Scene], links: _Links, live: list[list[int]], i: int
-) -> set[int]:
+def _good_exits(scenes: Sequence[_Scene], links: _Links, live: list[list[int]], i: int) -> set[int]:
     if i == len(scenes) - 1:
         return set(range(len(scenes[i].usable)))
     onward_live = set(live[i + 1])
@@ -466,19 +471,25 @@ def _scene_error(
     is_last = i == len(scenes) - 1
     fix = _best_repair(scene, links.inside[i], entries, sorted(targets))
     if not is_last and fix is None:
-        return _join_error(scenes, links, i, live[i + 1], joined=any(any(o) for o in
-                                                                       links.onward[i]))
+        return _join_error(scenes, links, i, live[i + 1], joined=True)
     missing = fix or []
-    ends = "anywhere" if is_last else f"at an image joined to scene '{scenes[i + 1].name}'"
-    starts = ", ".join(scene.usable[p].stem for p in entries[:_MISSING_SHOWN])
-    gave_up = f" (search gave up after {finder.budget} steps)" if finder.gave_up else ""
+    ends = "any image" if is_last else f"an image joined to scene '{scenes[i + 1].name}'"
+    gave_up = f" (the search gave up after {finder.budget} steps)" if finder.gave_up else ""
     return PlanError(
-        f"{scene.where}: no chain of exactly {scene.duration} rendered transitions between "
-        f"distinct images of the scene starts at an allowed start image ({starts}) and ends "
-        f"{ends}{gave_up}" + _missing_text(missing),
+        f"{scene.where}: found no walk of exactly {scene.duration} rendered transitions "
+        f"through distinct images of the scene from {_starts_text(scene)} to {ends}{gave_up}"
+        + _missing_text(missing),
         scene=scene.name,
         missing=missing,
     )
+
+
+def _starts_text(scene: _Scene) -> str:
+    if not scene.spec.start:
+        return "any of its images"
+    names = [image.stem for image in scene.entries]
+    shown = ", ".join(names[:_MISSING_SHOWN]) + (", ..." if len(names) > _MISSING_SHOWN else "")
+    return f"its start image{'s' * (len(names) > 1)} {shown}"
 
 
 def _join_error(
@@ -487,14 +498,17 @@ def _join_error(
     scene, nxt = scenes[i], scenes[i + 1]
     missing = []
     for p in _exit_candidates(scene):
-        missing += [(scene.usable[p], nxt.usable[q]) for q in targets
-                    if q not in links.onward[i][p]]
+        missing += [
+            (scene.usable[p], nxt.usable[q]) for q in targets if q not in links.onward[i][p]
+        ]
         if len(missing) >= _MISSING_SHOWN:
             break
     missing = missing[:_MISSING_SHOWN]
     if joined:
-        why = (f"no rendered transition joins it to an image of '{nxt.name}' "
-               "from which the story can go on")
+        why = (
+            f"no rendered transition leads from '{scene.name}' to an image of "
+            f"'{nxt.name}' from which the story can go on"
+        )
     else:
         why = "no rendered transition joins them"
     return PlanError(
@@ -507,7 +521,9 @@ def _join_error(
 def _missing_text(missing: Sequence[tuple[ImageId, ImageId]]) -> str:
     if not missing:
         return ""
-    return "; missing: " + ", ".join(transition_name(a, b) for a, b in missing)
+    shown = ", ".join(transition_name(a, b) for a, b in missing[:_MISSING_SHOWN])
+    more = len(missing) - _MISSING_SHOWN
+    return f"; missing: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def _best_repair(
@@ -520,7 +536,7 @@ def _best_repair(
             if (target == entry) != (scene.duration == 0):
                 continue
             walk = _greedy_walk(inside, len(scene.usable), scene.duration, entry, target)
-            gaps = [(a, b) for a, b in zip(walk, walk[1:]) if b not in inside[a]]
+            gaps = [(a, b) for a, b in pairwise(walk) if b not in inside[a]]
             if best is None or len(gaps) < len(best):
                 best = gaps
     if best is None:

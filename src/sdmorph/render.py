@@ -25,8 +25,8 @@ from sdmorph.fsio import save_image
 from sdmorph.ids import ImageId
 from sdmorph.interp import frame_times, lerp, slerp
 from sdmorph.masks import crossfade, find_mask, load_mask, to_control
-from sdmorph.store import compute_recipe_key as recipe_key
 from sdmorph.song import Song
+from sdmorph.store import compute_recipe_key as recipe_key
 
 # zlib level 1 writes PNGs several times faster than Pillow's default, ~10% larger.
 PNG_LEVEL = 1
@@ -164,13 +164,31 @@ class Renderer:
             return None
         try:
             with Image.open(path) as stored:
-                text = getattr(stored, "text", {})
-                if text.get("recipe_key") != recipe_key(self.keyframe_recipe(image)):
+                if not self._usable_keyframe(stored, image):
                     return None
                 stored.load()
-                return stored.copy()
+                return stored.convert("RGB")
         except OSError:
             return None
+
+    def _usable_keyframe(self, stored: Image.Image, image: ImageId) -> bool:
+        """Ours with the same recipe, or the old scripts' (no recipe recorded) at this size."""
+        key = getattr(stored, "text", {}).get("recipe_key")
+        if key is None:
+            return stored.size == (self.width, self.height)
+        return key == recipe_key(self.keyframe_recipe(image))
+
+    def keyframe_state(self, image: ImageId) -> str:
+        """'missing', 'current', 'legacy' (old scripts', used as is) or 'stale'."""
+        path = self.keyframe_path(image)
+        try:
+            with Image.open(path) as stored:
+                key = getattr(stored, "text", {}).get("recipe_key")
+                if key is None:
+                    return "legacy"
+                return "current" if key == recipe_key(self.keyframe_recipe(image)) else "stale"
+        except OSError:
+            return "missing"
 
     def render_keyframes(self, images: Sequence[ImageId]) -> list[Image.Image]:
         out = self.render([self.frame_input(image, image, 0.0) for image in images])
@@ -229,3 +247,21 @@ class FrameWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def default_batch_size(device: str) -> int:
+    """Frames per model call: large enough to keep a GPU busy, small enough for 8 GB cards."""
+    return 8 if device.startswith("cuda") else 4
+
+
+def open_renderer(song: Song, *, model: str | None = None, device: str | None = None,
+                  cache_dir: Path | None = None, compile: bool = False,
+                  engine: Engine | None = None) -> Renderer:
+    """Build (or reuse) the engine for a song's profile; `model` overrides model_string."""
+    profile = song.profile
+    name = model or profile.model_string
+    if engine is None:
+        engine = Engine(name, profile.controlnet_string, device=device, cache_dir=cache_dir,
+                        scheduler=profile.scheduler, compile=compile)
+    noise = profile.noise or ("cuda" if engine.device.startswith("cuda") else "cpu")
+    return Renderer(song, engine, model=name, noise_source=noise)

@@ -357,7 +357,7 @@ def resolve_scenes(
         avoid = _resolve_refs(row, "avoid", images, ctx)
         scenes.append(SceneSpec(name=row.scene, images=tuple(images), duration=row.duration,
                                 section=row.section, start=tuple(start),
-                                avoid=frozenset(avoid)))
+                                avoid=frozenset(avoid), row=row.row))
     return scenes
 
 

@@ -212,8 +212,10 @@ class FrameCheckCache:
         if not self._dirty:
             return
         payload = {"version": _CACHE_VERSION, "folders": self._data()}
-        write_text(self.path, json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
-        self._dirty = False
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        with contextlib.suppress(OSError):  # a read-only media folder still scans, uncached
+            write_text(self.path, text)
+            self._dirty = False
 
 
 def _read_manifest(path: Path) -> TransitionManifest | str:
@@ -221,8 +223,9 @@ def _read_manifest(path: Path) -> TransitionManifest | str:
     try:
         return TransitionManifest.read(path)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return f"{path.name} is unreadable: {first}"
+        # pydantic puts the field and the problem on the lines after its summary.
+        lines = [line.strip() for line in str(err).strip().splitlines()[:3]]
+        return f"{path.name} is unreadable: {' '.join(lines) or type(err).__name__}"
 
 
 def _frames_problem(frames: list[Path], expected: int) -> str:
@@ -301,7 +304,8 @@ class TransitionStore:
         if manifest.frames == self.expected_frames:
             return "complete", ""
         reason = f"has {manifest.frames} frames, the song now wants {self.expected_frames}"
-        # Legacy work is never re-rendered by itself; a recipe change makes sdmorph's stale.
+        # Another frame count is another recipe: sdmorph's own render is stale (render it
+        # again); legacy work is kept as it is and simply does not serve this song.
         return ("incomplete" if manifest.kind == "legacy" else "stale"), reason
 
     def _inspect_partial(self, folder: Path) -> FolderInfo:

@@ -32,6 +32,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from sdmorph.fsio import write_text
 
 SEED = 20240501
+OUT_STD = 0.3
 MAX_LENGTH = 77
 TEXT_DIM = 32
 BOS = "<|startoftext|>"
@@ -179,14 +180,19 @@ def _vae() -> AutoencoderKL:
 
 def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
-    # Real ControlNets start with zero output convolutions and learn them; untrained ones
-    # would ignore the conditioning image entirely, so give them small random weights.
-    zeroed = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
-    zeroed.append(controlnet.controlnet_cond_embedding.conv_out)
+    # A trained ControlNet maps the conditioning image to strong residuals. Untrained, its
+    # output convolutions are zero and PyTorch's default init fades the image out over the
+    # embedding's eight convolutions, so the mask would change nothing: use He init there
+    # and small random output convolutions instead.
+    embedding = controlnet.controlnet_cond_embedding
     with torch.no_grad():
-        for conv in zeroed:
-            conv.weight.normal_(0.0, 0.05)
-            conv.bias.normal_(0.0, 0.01)
+        for conv in [embedding.conv_in, *embedding.blocks, embedding.conv_out]:
+            fan_in = conv.weight[0].numel()
+            conv.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            conv.bias.zero_()
+        for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            conv.weight.normal_(0.0, OUT_STD)
+            conv.bias.normal_(0.0, OUT_STD / 5)
     return controlnet
 
 
