@@ -141,6 +141,196 @@ def validate(
     ui.table(f"{song}: valid", ["", ""], summary(loaded))
 
 
+BatchOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", min=1, help="Images per model call (default: 8 on CUDA, 4 else)."),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the UNet and VAE (for long GPU runs).")
+]
+
+
+def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str | None,
+                 compile: bool = False) -> Any:
+    from sdmorph.render import open_renderer
+
+    with ui.err.status(f"loading model {model or song.profile.model_string} ..."):
+        renderer = open_renderer(song, model=model, device=device, compile=compile,
+                                 cache_dir=settings_of(ctx).model_cache_dir)
+    renderer.engine.on_warning = ui.warn
+    return renderer
+
+
+def batch_of(renderer: Any, batch_size: int | None) -> int:
+    from sdmorph.render import default_batch_size
+
+    return batch_size or renderer.song.profile.batch_size or default_batch_size(
+        renderer.engine.device
+    )
+
+
+@app.command("render-prompts")
+@reported
+def render_prompts(
+    ctx: typer.Context,
+    song: SongArg,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Render only this prompt (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-render images on disk.")] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
+    from sdmorph.keyframes import render_keyframes, select_images
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    renderer = renderer_for(ctx, loaded, model, device)
+    images = select_images(renderer, only)
+    with ui.bar("keyframes", len(images)) as advance:
+        report = render_keyframes(renderer, images, force=force,
+                                  batch_size=batch_of(renderer, batch_size), on_image=advance)
+    for image in report.stale:
+        ui.warn(f"{renderer.keyframe_path(image)} was rendered with other settings: kept "
+                "(--force re-renders it)")
+    ui.info(f"keyframes: {len(report.rendered)} rendered, {len(report.skipped)} already on "
+            f"disk, in {report.seconds:.1f}s -> {loaded.media_dir / 'prompt_images'}")
+
+
+@app.command()
+@reported
+def explore(
+    ctx: typer.Context,
+    song: SongArg,
+    more: Annotated[
+        list[int] | None,
+        typer.Argument(help="More seeds for --keep or --seeds: `--keep 12 34 56`.",
+                       show_default=False),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="Prompt name (default: every prompt "
+                                 "without seeds).")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many random seeds to try.")] = 8,
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seeds", help="Render these seeds instead (repeat or "
+                                       "space-separate).")
+    ] = None,
+    prompt_text: Annotated[
+        str | None, typer.Option("--prompt-text", help="Explore a prompt not in the sheet yet.")
+    ] = None,
+    keep: Annotated[
+        list[int] | None, typer.Option("--keep", help="Append these seeds to the prompt's seeds "
+                                       "cell in the sheet (repeatable); renders nothing.")
+    ] = None,
+    sweep: Annotated[
+        list[str] | None, typer.Option("--sweep", help="KEY=V1,V2,... : render the first seed "
+                                       "at every value (at most two keys: rows x columns).")
+    ] = None,
+    rng_seed: Annotated[
+        int | None, typer.Option("--rng-seed", help="Make the random seed draw reproducible.")
+    ] = None,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Try seeds for a prompt: images plus a contact sheet labelled by seed; keep the good ones."""
+    keep, seeds = _more_seeds(keep, seeds, more)
+    if keep:
+        _keep(ctx, song, prompt, keep, prompt_text)
+        return
+    from sdmorph.explore import unexplored, with_prompt
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    names = [prompt] if prompt else unexplored(loaded)
+    if not names:
+        ui.info("every prompt has seeds already; name one with -p to explore it further")
+        return
+    loaded = with_prompt(loaded, names[0], prompt_text) if prompt else loaded
+    renderer = renderer_for(ctx, loaded, model, device)
+    if sweep:
+        _sweep(renderer, names[0], seeds, sweep)
+        return
+    _explore(renderer, names, n, seeds, rng_seed, batch_of(renderer, batch_size))
+
+
+def _more_seeds(keep: list[int] | None, seeds: list[int] | None,
+                more: list[int] | None) -> tuple[list[int] | None, list[int] | None]:
+    """Click options take one value each; trailing numbers extend --keep or --seeds."""
+    if not more:
+        return keep, seeds
+    if keep and seeds:
+        raise SdmorphError("give either --keep or --seeds with several seeds, not both")
+    if keep:
+        return [*keep, *more], seeds
+    if seeds:
+        return keep, [*seeds, *more]
+    raise SdmorphError(f"unexpected numbers {more}: did you mean --keep or --seeds?")
+
+
+def _keep(ctx: typer.Context, song: str, prompt: str | None, seeds: list[int],
+          prompt_text: str | None) -> None:
+    from sdmorph.sheet import keep_seeds
+    from sdmorph.song import SHEET_FILE
+
+    if not prompt:
+        raise SdmorphError("--keep needs the prompt: -p NAME")
+    sheet = settings_of(ctx).meta_song(song) / SHEET_FILE
+    result = keep_seeds(sheet, prompt, seeds, prompt_text=prompt_text)
+    if not result.changed:
+        ui.info(f"{prompt}: seeds {', '.join(map(str, seeds))} already kept; sheet unchanged")
+        return
+    ui.info(f"{prompt}: kept {', '.join(map(str, result.added))} in {sheet} "
+            f"(backup: {result.backup})")
+
+
+def _explore(renderer: Any, names: list[str], n: int, seeds: list[int] | None,
+             rng_seed: int | None, batch_size: int) -> None:
+    import random
+
+    from sdmorph.explore import explore_prompt, random_seeds
+
+    rng = random.Random(rng_seed)
+    for name in names:
+        chosen = list(seeds) if seeds else random_seeds(n, rng)
+        with ui.bar(f"explore {name}", len(chosen)) as advance:
+            result = explore_prompt(renderer, name, chosen, batch_size=batch_size,
+                                    on_image=advance)
+        ui.info(f"{name}: seeds {' '.join(map(str, result.seeds))}")
+        ui.info(f"contact sheet: {result.sheet}")
+        ui.info(f"keep the good ones: sdmorph explore {renderer.song.name} -p '{name}' --keep "
+                "SEED ...")
+
+
+def _sweep(renderer: Any, name: str, seeds: list[int] | None, specs: list[str]) -> None:
+    from sdmorph.contact import parse_sweep
+    from sdmorph.explore import sweep as run_sweep
+    from sdmorph.render import open_renderer
+
+    song = renderer.song
+    prompt = song.prompts[name]
+    chosen = seeds or list(prompt.seeds[:1])
+    if not chosen:
+        raise SdmorphError(f"prompt {name!r} has no seeds yet: give --seeds for the sweep")
+    sweeps = parse_sweep(specs)
+    cells = 1
+    for _, values in sweeps:
+        cells *= len(values)
+    for seed in chosen:
+        with ui.bar(f"sweep {name} seed {seed}", cells) as advance:
+            grid = run_sweep(lambda variant: open_renderer(variant, model=renderer.model,
+                                                           engine=renderer.engine),
+                             song, name, seed, sweeps, on_image=advance)
+        ui.info(f"sweep grid: {grid}")
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="sdmorph")

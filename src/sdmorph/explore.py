@@ -33,7 +33,6 @@ SWEEP_KEYS: dict[str, tuple[str, str]] = {
     "pipe_kwargs.num_inference_steps": ("profile", "num_inference_steps"),
     "pipe_kwargs.control_guidance_start": ("profile", "control_guidance_start"),
     "pipe_kwargs.control_guidance_end": ("profile", "control_guidance_end"),
-    "scheduler": ("profile", "scheduler"),
 }
 
 

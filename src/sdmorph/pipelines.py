@@ -23,6 +23,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UniPCMultistepScheduler,
 )
+from diffusers.utils import deprecation_utils
 from huggingface_hub import constants as hub_constants
 
 from sdmorph.errors import ModelError
@@ -39,6 +40,8 @@ COMMON_SCHEDULERS = (
     "UniPCMultistepScheduler",
     "LMSDiscreteScheduler",
 )
+# Newer diffusers renamed from_pretrained's torch_dtype to dtype and warn on the old name.
+_DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "float32": torch.float32}
 
 
@@ -159,7 +162,7 @@ def _sd_components(pipe: DiffusionPipeline) -> dict[str, object]:
 def _load_base(model: str, cache_dir: Path | None, dtype: torch.dtype) -> DiffusionPipeline:
     if model == TINY:
         return build_tiny_pipeline()
-    kwargs = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    kwargs = {_DTYPE_KWARG: dtype, "safety_checker": None, "requires_safety_checker": False}
     return _load(StableDiffusionPipeline, model, "model", cache_dir, kwargs)
 
 
@@ -173,7 +176,7 @@ def _load_controlnet(
                 "set controlnet_string to a ControlNet for that model"
             )
         return build_tiny_controlnet()
-    return _load(ControlNetModel, controlnet, "controlnet", cache_dir, {"torch_dtype": dtype})
+    return _load(ControlNetModel, controlnet, "controlnet", cache_dir, {_DTYPE_KWARG: dtype})
 
 
 def _load(

@@ -42,6 +42,7 @@ _TAIL_LINES = 10
 # minterpolate drops the last input frames (it needs look-ahead): feed it clones of the
 # last frame and cut the output to the length the story should have.
 _SMOOTH_TAIL = 3
+_SMOOTH_MIN_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ class StoryPlan:
     def seconds(self, frames: int) -> float:
         """Duration of `frames` fed frames."""
         return float(frames / self.fps)
+
+    def out_seconds(self, frames: int) -> float:
+        """Duration of the video made from `frames` fed frames."""
+        return float(self.out_frames(frames) / self.out_fps)
 
 
 # ---------------------------------------------------------------- clips.json
@@ -304,7 +309,7 @@ def _check_options(opts: EncodeOptions) -> None:
     if opts.fit_audio and opts.audio is None:
         problems.append("fit_audio needs an audio file")
     if opts.quality is not None:
-        for codec in set(opts.codecs) & set(QUALITY_RANGE):
+        for codec in sorted(set(opts.codecs) & set(QUALITY_RANGE)):
             low, high = QUALITY_RANGE[codec]
             if not low <= opts.quality <= high:
                 problems.append(f"quality {opts.quality} is out of range for {codec} "
@@ -624,14 +629,19 @@ class _Job:
             proc.kill()
 
 
-def _frame_size(path: Path) -> tuple[int, int]:
+def _frame_size(path: Path, opts: EncodeOptions) -> tuple[int, int]:
+    """The story's frame size, read from its first frame's header."""
     try:
         with Image.open(path) as image:
-            return image.size
+            size = image.size
     except FileNotFoundError:
         raise MovieError(f"{path}: frame is missing") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise MovieError(f"{path}: frame is not a readable PNG ({exc})") from None
+    if opts.smooth and min(size) < _SMOOTH_MIN_SIDE:
+        raise MovieError(f"{path}: frames of {size[0]}x{size[1]} are too small to smooth "
+                         f"(ffmpeg's minterpolate needs {_SMOOTH_MIN_SIDE}x{_SMOOTH_MIN_SIDE})")
+    return size
 
 
 def _read_frame(path: Path, size: tuple[int, int]) -> bytes:
@@ -661,7 +671,7 @@ def _verify(out: _Output, tmp: Path, plan: StoryPlan) -> VideoInfo:
         raise MovieError(f"{out.target}: the written video cannot be read back",
                          *exc.problems[1:]) from None
     frames = plan.out_frames(out.frames)
-    seconds = float(frames / plan.out_fps)
+    seconds = plan.out_seconds(out.frames)
     slack = float(1 / plan.out_fps) + 1e-3
     problems = []
     if info.frames != frames:
@@ -682,12 +692,11 @@ def _verify(out: _Output, tmp: Path, plan: StoryPlan) -> VideoInfo:
     return info
 
 
-def _section_outputs(out_dir: Path, sec: SectionPlan, job: _Job, codecs: list[_Codec],
-                     ) -> list[_Output]:
+def _section_outputs(out_dir: Path, sec: SectionPlan, job: _Job,
+                     codecs: list[_Codec]) -> list[_Output]:
     audio = None
-    if job.opts.audio is not None:
-        audio = (job.plan.seconds(sec.start), float(job.plan.out_frames(sec.frames)
-                                                    / job.plan.out_fps))
+    if job.opts.audio is not None:  # the song from where the section starts in the combined one
+        audio = (job.plan.seconds(sec.start), job.plan.out_seconds(sec.frames))
     return [_Output(out_dir / "sections" / f"section_{sec.section}{CONTAINER[c.name]}",
                     "section", c, sec.frames, sec.section, audio) for c in codecs]
 
@@ -695,7 +704,7 @@ def _section_outputs(out_dir: Path, sec: SectionPlan, job: _Job, codecs: list[_C
 def _combined_outputs(out_dir: Path, name: str, job: _Job, codecs: list[_Codec]) -> list[_Output]:
     audio = None
     if job.opts.audio is not None:
-        audio = (0.0, float(job.plan.out_frames(job.plan.frames) / job.plan.out_fps))
+        audio = (0.0, job.plan.out_seconds(job.plan.frames))
     return [_Output(out_dir / f"{safe_name(name)}_combined{CONTAINER[c.name]}", "combined", c,
                     job.plan.frames, None, audio) for c in codecs]
 
@@ -757,7 +766,7 @@ def encode_story(segments: Sequence[Segment], out_dir: Path, name: str,
         )
     try:
         with contextlib.ExitStack() as stack:
-            job = _Job(stack, plan, opts, _frame_size(segments[0].frames[0]))
+            job = _Job(stack, plan, opts, _frame_size(segments[0].frames[0], opts))
             try:
                 _feed(job, segments, out_dir, name, codecs, index, progress)
                 results = job.finish()
