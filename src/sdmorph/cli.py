@@ -331,6 +331,158 @@ def _sweep(renderer: Any, name: str, seeds: list[int] | None, specs: list[str]) 
         ui.info(f"sweep grid: {grid}")
 
 
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random choices (reproducible).")]
+
+
+@app.command()
+@reported
+def transitions(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    paths: Annotated[
+        int, typer.Option("--paths", min=1, help="Plan N paths (seeds S, S+1, ...) and render "
+                          "their union, so later stories have more to choose from.")
+    ] = 1,
+    plan_only: Annotated[
+        bool, typer.Option("--plan-only", help="Write the plan files, render nothing.")
+    ] = False,
+    render_only: Annotated[
+        bool, typer.Option("--render-only", help="Render what the plan files list (compute = y); "
+                           "do not plan again.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-render stale transitions and incomplete legacy "
+                           "folders (into new sdmorph folders).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    compile: CompileOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Plan a path through the scene graph, then render each transition's frames (resumable)."""
+    from sdmorph.planning import make_plan, open_store, planned_pairs
+
+    if plan_only and render_only:
+        raise SdmorphError("--plan-only and --render-only exclude each other")
+    loaded = load(ctx, song, profile, scenes, strict)
+    store = open_store(loaded)
+    if not render_only:
+        plan = make_plan(loaded, seed, paths, store)
+        hops = sum(len(p) for p in plan.paths)
+        ui.info(f"planned {len(plan.paths)} path(s), {hops} hops, {len(plan.pairs)} transitions "
+                f"to render ({len(plan.skipped)} set to compute = n)")
+        for path in plan.files:
+            ui.info(f"wrote {path}")
+    if plan_only:
+        return
+    pairs, _ = planned_pairs(loaded)
+    renderer = renderer_for(ctx, loaded, model, device, compile)
+    _render_transitions(renderer, store, pairs, batch_of(renderer, batch_size), force)
+
+
+def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size: int,
+                        force: bool) -> None:
+    from sdmorph.keyframes import render_keyframes
+    from sdmorph.transitions import TransitionRenderer, render_all
+
+    images = list(dict.fromkeys(image for pair in pairs for image in pair))
+    frames = renderer.song.profile.interpolation_steps
+    with ui.progress() as prog:
+        keys = prog.add_task("keyframes", total=len(images))
+        render_keyframes(renderer, images, batch_size=batch_size,
+                         on_image=lambda n: prog.advance(keys, n))
+        trans = prog.add_task("transitions", total=len(pairs))
+        frame_task = prog.add_task("frames", total=len(pairs) * frames)
+        tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
+                                on_frames=lambda n: prog.advance(frame_task, n))
+
+        def done(outcome: Any) -> None:
+            prog.advance(trans, 1)
+            if outcome.status != "rendered":
+                prog.advance(frame_task, frames)
+
+        report = render_all(tr, pairs, on_transition=done)
+    _transition_summary(report)
+
+
+def _transition_summary(report: Any) -> None:
+    rows = [(status, report.count(status)) for status in
+            ("rendered", "done", "legacy", "stale", "incomplete-legacy", "busy")]
+    fps = report.frames / report.seconds if report.seconds else 0.0
+    ui.table("transitions", ["status", "count"], [r for r in rows if r[1]] or [("none", 0)])
+    for outcome in report.outcomes:
+        if outcome.status in ("stale", "incomplete-legacy", "busy"):
+            ui.warn(f"{outcome.status}: {outcome.folder or ''} {outcome.reason}")
+    ui.info(f"{report.frames} frames rendered in {report.seconds:.1f}s ({fps:.1f} frames/s)")
+
+
+@app.command()
+@reported
+def movie(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    name: Annotated[str, typer.Option("--name", "-o", help="Story name: output goes to "
+                                      "stories/<NAME>/.")] = "base",
+    from_plan: Annotated[
+        bool, typer.Option("--from-plan", help="Use the planned path story/trans_sequence_gen.csv.")
+    ] = False,
+    sequence: Annotated[
+        Path | None, typer.Option("--sequence", help="Encode this story file as it is (e.g. a "
+                                  "hand-edited story/trans_sequence.csv).")
+    ] = None,
+    codec: Annotated[
+        str, typer.Option("--codec", help="mjpeg (.mov, every frame a keyframe, for VJ "
+                          "software), h264 (.mp4, browsers) or both.")
+    ] = "both",
+    fps: Annotated[
+        float | None, typer.Option("--fps", min=0.001, help="Frames per second (default: "
+                                   "settings' fps, else 10).")
+    ] = None,
+    quality: Annotated[
+        int | None, typer.Option("--quality", help="mjpeg -q:v (1 best..31, default 3) / h264 "
+                                 "crf (0..51, default 18).")
+    ] = None,
+    hold: Annotated[
+        float, typer.Option("--hold", min=0.0, help="Seconds to pause on each keyframe.")
+    ] = 0.0,
+    smooth: Annotated[
+        float | None, typer.Option("--smooth", min=1.0, help="Raise the frame rate to this with "
+                                   "motion interpolation (ffmpeg minterpolate).")
+    ] = None,
+    audio: Annotated[
+        Path | None, typer.Option("--audio", help="Audio file (default: <song>.wav/.mp3/.flac/"
+                                  ".m4a or audio.* in the song's meta folder).")
+    ] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the audio out.")] = False,
+    fit_audio: Annotated[
+        bool, typer.Option("--fit-audio", help="Set the fps so the movie lasts as long as the "
+                           "audio.")
+    ] = False,
+    clips: Annotated[
+        bool, typer.Option("--clips", help="Also write every transition as its own clip, with "
+                           "clips.json (for VJ software).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Choose a story through the rendered transitions and encode it with the song's audio."""
+    from sdmorph.movie import MovieRequest, make_movie, print_summary
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    request = MovieRequest(
+        name=name, seed=seed, from_plan=from_plan, sequence=sequence, codec=codec, fps=fps,
+        quality=quality, hold=hold, smooth=smooth, audio=audio, no_audio=no_audio,
+        fit_audio=fit_audio, clips=clips, profile=profile, scenes=scenes,
+    )
+    print_summary(make_movie(loaded, request))
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="sdmorph")

@@ -159,12 +159,18 @@ class Engine:
         job = _Job(steps, width, height, control_start, control_end)
         self._check(frames, job)
         images: list[PIL.Image.Image] = []
+        limit = self.max_batch
         start = 0
         while start < len(frames):
             size = self.max_batch or len(frames)
             chunk = list(frames[start : start + size])
             images += self._render_splitting(chunk, job, start)
             start += len(chunk)
+        if self.max_batch != limit and self.on_warning is not None:
+            self.on_warning(
+                f"out of memory rendering {limit or len(frames)} frames at once on "
+                f"{self.device}; rendering {self.max_batch} at a time from now on"
+            )
         return images
 
     def _render_splitting(
@@ -182,18 +188,9 @@ class Engine:
                 "lower the resolution or use a device with more memory"
             )
         half = (len(frames) + 1) // 2
-        if self.max_batch is None or half < self.max_batch:
-            self.max_batch = half
-            self._warn(
-                f"out of memory rendering {len(frames)} frames at once on {self.device}; "
-                f"rendering {half} at a time from now on"
-            )
+        self.max_batch = min(half, self.max_batch or half)
         first = self._render_splitting(frames[:half], job, offset)
         return first + self._render_splitting(frames[half:], job, offset + half)
-
-    def _warn(self, message: str) -> None:
-        if self.on_warning is not None:
-            self.on_warning(message)
 
     @torch.inference_mode()
     def _render_batch(

@@ -35,8 +35,9 @@ def write_gexf(
 ) -> None:
     """Write `graph` (from `plan.build_graph`) for Gephi.
 
-    Nodes are named by image stem, with `scene` and `section`; edges carry `type`
-    (intra/inter), `exists` (rendered, either direction) and `on_path`.
+    Nodes are named by image stem, with `scene` and `section`; edges carry `kind`
+    (intra/inter; the graph's `type` attribute, renamed because GEXF reserves `type` for
+    directed/undirected), `exists` (rendered, either direction) and `on_path`.
     """
     on_path = {frozenset((hop.a, hop.b)) for hop in path_hops}
     out = nx.Graph()
@@ -52,7 +53,7 @@ def write_gexf(
         out.add_edge(
             _node_id(a),
             _node_id(b),
-            type=str(attrs.get("type", "")),
+            kind=str(attrs.get("type", "")),
             exists=key in exists,
             on_path=key in on_path,
         )

@@ -63,6 +63,8 @@ def render_keyframes(
     todo = [image for image in images if force or states[image] == "missing"]
     report.stale = [image for image in images if states[image] == "stale" and not force]
     report.skipped = [image for image in images if image not in set(todo)]
+    if on_image and report.skipped:
+        on_image(len(report.skipped))
     with FrameWriter() as writer:
         for batch in chunks(todo, batch_size):
             for image, picture in zip(batch, renderer.render_keyframes(batch), strict=True):

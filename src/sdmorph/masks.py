@@ -48,10 +48,7 @@ def find_mask(masks_dir: Path, name: str) -> Path | None:
 def load_mask(path: Path, width: int, height: int) -> Image.Image:
     """The mask as an RGBA image of exactly width x height (stretched to fit, like the old
     scripts' masks that were drawn at another size)."""
-    if path.suffix.lower() == ".svg":
-        image = _rasterise(path, width, height)
-    else:
-        image = _open(path)
+    image = _rasterise(path, width, height) if path.suffix.lower() == ".svg" else _open(path)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.LANCZOS)
     return image

@@ -59,10 +59,15 @@ def load_pipeline(
     `model`/`controlnet`: "tiny", a diffusers folder, a .safetensors/.ckpt file or a hub id.
     `dtype`: "float16"/"float32" to override the recipe (float16 only for plain CUDA songs).
     """
+    if controlnet == TINY and model != TINY:
+        raise ModelError(
+            f"controlnet 'tiny' only fits model 'tiny', not '{model}'; "
+            "set controlnet_string to a ControlNet made for that model"
+        )
     torch_dtype = pick_dtype(device, controlnet is not None, dtype)
     pipe = _load_base(model, cache_dir, torch_dtype)
     if controlnet is not None:
-        cnet = _load_controlnet(controlnet, model, cache_dir, torch_dtype)
+        cnet = _load_controlnet(controlnet, cache_dir, torch_dtype)
         pipe = StableDiffusionControlNetPipeline(
             **_sd_components(pipe), controlnet=cnet, requires_safety_checker=False
         )
@@ -167,14 +172,9 @@ def _load_base(model: str, cache_dir: Path | None, dtype: torch.dtype) -> Diffus
 
 
 def _load_controlnet(
-    controlnet: str, model: str, cache_dir: Path | None, dtype: torch.dtype
+    controlnet: str, cache_dir: Path | None, dtype: torch.dtype
 ) -> ControlNetModel:
     if controlnet == TINY:
-        if model != TINY:
-            raise ModelError(
-                f"controlnet 'tiny' only fits model 'tiny', not '{model}'; "
-                "set controlnet_string to a ControlNet for that model"
-            )
         return build_tiny_controlnet()
     return _load(ControlNetModel, controlnet, "controlnet", cache_dir, {_DTYPE_KWARG: dtype})
 

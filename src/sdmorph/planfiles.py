@@ -570,7 +570,7 @@ def _story_image(
 
 
 def _image_parts(cells: dict[str, str], which: str) -> tuple[str, str]:
-    """(prompt, seed digits) of `c1`/`c2`, with `<which>_name`/`_seed` where given."""
+    """(prompt, seed digits) of `c1`/`c2`; `<which>_name`/`_seed`, where given, must agree."""
     label, name = cells.get(which, ""), cells.get(f"{which}_name", "")
     seed = cells.get(f"{which}_seed", "")
     if seed and not seed.isdigit():
@@ -579,18 +579,19 @@ def _image_parts(cells: dict[str, str], which: str) -> tuple[str, str]:
         if name and seed:
             return name, seed
         raise _BadCell("empty (an image written <prompt>-<seed> is needed)")
-    if seed:
-        if not label.endswith(f"-{seed}") or len(label) <= len(seed) + 1:
-            raise _BadCell(
-                f"{label!r} does not match {which}_seed {seed}: correct one of "
-                f"them, or clear {which}_name and {which}_seed"
-            )
-        prompt = label[: -len(seed) - 1]
-    else:
-        prompt, seed = split_label(label)
+    if seed and (not label.endswith(f"-{seed}") or len(label) <= len(seed) + 1):
+        raise _disagree(label, which, name, seed)
+    prompt, digits = (label[: -len(seed) - 1], seed) if seed else split_label(label)
     if name and name != prompt:
-        raise _BadCell(
-            f"{label!r} does not match {which}_name {name!r}: correct one of "
-            f"them, or clear {which}_name and {which}_seed"
-        )
-    return prompt, seed
+        raise _disagree(label, which, name, seed)
+    return prompt, digits
+
+
+def _disagree(label: str, which: str, name: str, seed: str) -> _BadCell:
+    given = " and ".join(
+        f"{which}_{key} {value!r}" for key, value in (("name", name), ("seed", seed)) if value
+    )
+    return _BadCell(
+        f"{label!r} does not match {given}: correct one of them, "
+        f"or clear {which}_name and {which}_seed"
+    )

@@ -8,7 +8,7 @@ shows them: the header is row 1.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -531,3 +531,14 @@ def summary(song: Song) -> list[tuple[str, str]]:
         ("resolution", f"{profile.res_width}x{profile.res_height}"),
         ("steps", str(profile.num_inference_steps)),
     ]
+
+
+def resolver(song: Song) -> Callable[[str, str], ImageId]:
+    """(prompt, seed digits as written in an old file) -> the image, full seed resolved."""
+
+    def resolve(prompt: str, digits: str) -> ImageId:
+        if prompt not in song.prompts:
+            raise SdmorphError(f"prompt {prompt!r} is not in {song.sheet_path}")
+        return ImageId(prompt, resolve_seed_ref(prompt, digits, song.prompts[prompt].seeds))
+
+    return resolve

@@ -1,0 +1,87 @@
+"""The planning half of `transitions`: choose paths, write the plan files an artist edits.
+
+The plan depends only on the song's files and the seed; only the folder names written
+beside it look at the disk (a legacy folder that already holds a transition is named).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdmorph.errors import SdmorphError
+from sdmorph.graphviz import draw_plan, write_gexf
+from sdmorph.ids import ImageId
+from sdmorph.plan import Hop, build_graph, plan_paths
+from sdmorph.planfiles import (
+    META_FOLDER,
+    read_transition_tables,
+    write_planned_path,
+    write_transition_tables,
+)
+from sdmorph.song import Song, resolver
+from sdmorph.store import TransitionStore
+
+Pair = tuple[ImageId, ImageId]
+
+
+@dataclass
+class Plan:
+    paths: list[list[Hop]]
+    pairs: list[Pair]
+    skipped: list[Pair]
+    files: list[Path]
+
+
+def open_store(song: Song) -> TransitionStore:
+    return TransitionStore(song.media_dir, song.seeds_by_prompt(),
+                           song.profile.interpolation_steps)
+
+
+def complete_pairs(store: TransitionStore) -> set[frozenset[ImageId]]:
+    """Transitions with a complete folder (either kind, any recipe): for pictures only."""
+    return {frozenset((i.a, i.b)) for i in store.scan()
+            if i.a is not None and i.b is not None and i.state == "complete"}
+
+
+def locator(store: TransitionStore) -> object:
+    def locate(a: ImageId, b: ImageId) -> tuple[Path, bool]:
+        found = store.find(a, b)
+        return (found.folder, found.reversed) if found else (store.folder_for(a, b), False)
+
+    return locate
+
+
+def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Plan:
+    """Plan `n_paths` paths (seeds seed, seed+1, ...) and write the plan files."""
+    paths = plan_paths(song.scenes, seed, n_paths)
+    hops = [hop for path in paths for hop in path]
+    meta = song.media_dir / META_FOLDER
+    intra, inter = write_transition_tables(meta, hops, song.profile.interpolation_steps,
+                                           resolve=resolver(song))
+    pairs = [row.images() for row in [*intra, *inter] if row.compute == "y"]
+    skipped = [row.images() for row in [*intra, *inter] if row.compute != "y"]
+    story = song.media_dir / "story"
+    exists = complete_pairs(store)
+    files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
+             write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
+    write_gexf(build_graph(song.scenes), story / "graph.gexf", paths[0], exists)
+    draw_plan(song.scenes, paths[0], exists, story / "plan_graph.png")
+    files += [story / "graph.gexf", story / "plan_graph.png"]
+    return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
+
+
+def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
+    """(to render, set to n by the artist) from the transition tables, as written."""
+    meta = song.media_dir / META_FOLDER
+    intra, inter = read_transition_tables(meta)
+    if not intra and not inter:
+        raise SdmorphError(f"{meta}: no plan yet (intrascene_transitions.csv and "
+                           f"interscene_transitions.csv); run `sdmorph transitions {song.name}` "
+                           "without --render-only first")
+    resolve = resolver(song)
+    todo: list[Pair] = []
+    skipped: list[Pair] = []
+    for row in [*intra, *inter]:
+        (todo if row.compute == "y" else skipped).append(row.images(resolve))
+    return todo, skipped
