@@ -219,7 +219,10 @@ class Engine:
         if cfg:
             embeds = torch.cat([_stack([f.uncond for f in frames], dev, self.dtype), embeds])
         scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
-        scheduler.set_timesteps(job.steps, device=dev)
+        try:
+            scheduler.set_timesteps(job.steps, device=dev)
+        except ValueError as exc:
+            raise RenderError(f"num_inference_steps {job.steps}: {exc}") from None
         timesteps = scheduler.timesteps
         step_kwargs = _step_kwargs(scheduler, dev)
         control = self._control_inputs(frames, cfg, job, len(timesteps))
@@ -234,8 +237,7 @@ class Engine:
             self.unet_evals += model_input.shape[0]
             if cfg:
                 uncond, text = noise_pred.chunk(2)
-                scale = guidance.to(noise_pred.dtype)
-                noise_pred = torch.where(guided, uncond + scale * (text - uncond), text)
+                noise_pred = torch.where(guided, uncond + _scaled(text - uncond, guidance), text)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         return latents
 
@@ -278,10 +280,9 @@ class Engine:
             guess_mode=False,
             return_dict=False,
         )
-        scales = scales.to(mid.dtype)
         return {
-            "down_block_additional_residuals": [d * scales for d in down],
-            "mid_block_additional_residual": mid * scales,
+            "down_block_additional_residuals": [_scaled(d, scales) for d in down],
+            "mid_block_additional_residual": _scaled(mid, scales),
         }
 
     def _to_images(self, decoded: torch.Tensor, offset: int) -> list[PIL.Image.Image]:
@@ -332,6 +333,12 @@ def _expect_shape(array: np.ndarray, shape: tuple[int, ...], what: str) -> None:
 def _stack(arrays: Sequence[np.ndarray], device: str, dtype: torch.dtype) -> torch.Tensor:
     batch = np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
     return torch.from_numpy(batch).to(device=device, dtype=dtype)
+
+
+def _scaled(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """`tensor * scale` rounded like diffusers' `tensor * python_float` (which multiplies in
+    float32 even for float16 tensors), so per-frame scales change nothing else."""
+    return (tensor.float() * scale).to(tensor.dtype)
 
 
 def _step_kwargs(scheduler: object, device: str) -> dict[str, object]:

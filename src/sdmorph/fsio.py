@@ -36,12 +36,20 @@ def atomic_path(target: Path) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; finished files get the usual permissions instead.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _fsync(path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
 
 from sdmorph.errors import SdmorphError
 from sdmorph.fsio import clean_temp_files
@@ -22,12 +21,20 @@ class KeyframeReport:
     seconds: float = 0.0
 
 
-def chunks(items: Sequence[ImageId], size: int) -> list[list[ImageId]]:
-    """Batches of one prompt's images, in sheet order (batch composition is reproducible)."""
+def chunks(renderer: Renderer, todo: Sequence[ImageId], size: int) -> list[list[ImageId]]:
+    """Fixed batches over each prompt's seed list, sheet order, that hold something to do.
+
+    Pixels can differ in the last bit with the batch a frame was computed in, so batches
+    never depend on what is already on disk: a resumed run renders the very same images.
+    """
+    wanted = set(todo)
     out: list[list[ImageId]] = []
-    for _, group in groupby(items, key=lambda image: image.prompt):
-        same = list(group)
-        out += [same[i : i + size] for i in range(0, len(same), size)]
+    for prompt in dict.fromkeys(image.prompt for image in todo):
+        seeds = list(renderer.song.prompts[prompt].seeds)
+        seeds += [i.seed for i in todo if i.prompt == prompt and i.seed not in seeds]
+        batches = [seeds[i : i + size] for i in range(0, len(seeds), size)]
+        out += [[ImageId(prompt, s) for s in batch] for batch in batches
+                if wanted & {ImageId(prompt, s) for s in batch}]
     return out
 
 
@@ -65,9 +72,12 @@ def render_keyframes(
     report.skipped = [image for image in images if image not in set(todo)]
     if on_image and report.skipped:
         on_image(len(report.skipped))
+    wanted = set(todo)
     with FrameWriter() as writer:
-        for batch in chunks(todo, batch_size):
+        for batch in chunks(renderer, todo, batch_size):
             for image, picture in zip(batch, renderer.render_keyframes(batch), strict=True):
+                if image not in wanted:
+                    continue
                 writer.put(renderer.keyframe_path(image), picture,
                            png_info(renderer.png_text(image)))
                 report.rendered.append(image)

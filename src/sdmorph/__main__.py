@@ -1,0 +1,5 @@
+"""`python -m sdmorph` runs the CLI."""
+
+from sdmorph.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""render-prompts through the real CLI on the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+from songs import SETTINGS, env_for, write_song
+from typer.testing import CliRunner
+
+from sdmorph.cli import app
+
+runner = CliRunner()
+SHEET = "name,prompt,seeds\nluna,a moon,0001 1002 1003 1004 1005\nsun,a sun,2001 2002\n"
+SCENES = ",scene,duration,section,start,avoid\n0,luna,1,1,,\n1,sun,1,1,,\n"
+
+
+def invoke(root: Path, *args: str):
+    return runner.invoke(app, list(args), env=env_for(root))
+
+
+def keyframes(root: Path) -> dict[str, bytes]:
+    folder = root / "media" / "song" / "prompt_images"
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def test_renders_skips_and_writes_metadata(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet=SHEET, scenes=SCENES)
+    result = invoke(tmp_path, "render-prompts", "song")
+    assert result.exit_code == 0, result.output
+    files = keyframes(tmp_path)
+    assert sorted(files) == sorted(["luna_1.png", "luna_1002.png", "luna_1003.png",
+                                    "luna_1004.png", "luna_1005.png", "sun_2001.png",
+                                    "sun_2002.png"])
+    assert "7 rendered" in result.stdout
+    with Image.open(tmp_path / "media/song/prompt_images/luna_1.png") as image:
+        assert image.size == (64, 64)
+        text = image.text  # type: ignore[attr-defined]
+    assert text["prompt"] == "a moon" and text["seed"] == "1" and text["noise"] == "cpu"
+    for key in ("negative_prompt", "guidance", "steps", "scheduler", "model", "width",
+                "sdmorph_version", "recipe_key"):
+        assert key in text
+    again = invoke(tmp_path, "render-prompts", "song")
+    assert "0 rendered, 7 already on disk" in again.stdout
+    assert keyframes(tmp_path) == files
+
+
+def test_only_and_force(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet=SHEET, scenes=SCENES)
+    assert invoke(tmp_path, "render-prompts", "song", "--only", "sun").exit_code == 0
+    assert sorted(keyframes(tmp_path)) == ["sun_2001.png", "sun_2002.png"]
+    before = keyframes(tmp_path)
+    result = invoke(tmp_path, "render-prompts", "song", "--only", "sun", "--force")
+    assert "2 rendered" in result.stdout
+    assert keyframes(tmp_path) == before  # deterministic
+    bad = invoke(tmp_path, "render-prompts", "song", "--only", "comet")
+    assert bad.exit_code == 2 and "comet" in bad.stderr
+
+
+def test_same_image_for_every_batch_size_and_run(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet=SHEET, scenes=SCENES)
+    invoke(tmp_path, "render-prompts", "song", "--batch-size", "1")
+    first = keyframes(tmp_path)
+    invoke(tmp_path, "render-prompts", "song", "--force", "--batch-size", "1")
+    assert keyframes(tmp_path) == first
+
+
+def test_truncated_png_is_not_mistaken_for_finished(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet=SHEET, scenes=SCENES)
+    invoke(tmp_path, "render-prompts", "song", "--only", "sun")
+    path = tmp_path / "media/song/prompt_images/sun_2001.png"
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    result = invoke(tmp_path, "render-prompts", "song", "--only", "sun")
+    assert "1 rendered" in result.stdout
+    assert path.read_bytes() == good
+
+
+def test_resume_after_kill(tmp_path: Path) -> None:
+    """SIGKILL mid-run, run again: the same files as an uninterrupted run, no temp files."""
+    write_song(tmp_path / "a", sheet=SHEET, scenes=SCENES)
+    write_song(tmp_path / "b", sheet=SHEET, scenes=SCENES)
+    assert invoke(tmp_path / "a", "render-prompts", "song", "--batch-size", "1").exit_code == 0
+    reference = keyframes(tmp_path / "a")
+    env = {**os.environ, **env_for(tmp_path / "b")}
+    cmd = [sys.executable, "-m", "sdmorph", "render-prompts", "song", "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    folder = tmp_path / "b/media/song/prompt_images"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*.png"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = list(folder.glob("*.png"))
+    assert 0 < len(partial) < 7 or len(partial) == 7
+    assert invoke(tmp_path / "b", "render-prompts", "song", "--batch-size", "1").exit_code == 0
+    assert keyframes(tmp_path / "b") == reference
+    assert not [p for p in folder.iterdir() if "sdmorph-tmp" in p.name]
+
+
+def test_controlnet_song_uses_masks(tmp_path: Path) -> None:
+    sheet = ("name,prompt,seeds,mask\nluna,a moon,7,square\nsun,a moon,7,circle\n"
+             "star,a moon,7,vector\n")
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny"}}
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+           '<rect x="10" y="60" width="80" height="30" fill="white"/></svg>')
+    meta, media = write_song(tmp_path, sheet=sheet, settings=settings,
+                             scenes=",scene,duration,section\n0,luna,0,1\n",
+                             extra={"masks/vector.svg": svg})
+    Image.new("RGB", (96, 54), "black").save(meta / "masks" / "blank.png")
+    square = Image.new("RGB", (96, 54), "black")
+    square.paste((255, 255, 255), (20, 10, 60, 40))
+    square.save(meta / "masks" / "square.png")
+    circle = Image.new("RGBA", (96, 54), (0, 0, 0, 0))
+    circle.paste((255, 255, 255, 255), (60, 5, 90, 50))
+    circle.save(meta / "masks" / "circle.png")
+    assert invoke(tmp_path, "validate", "song").exit_code == 0
+    result = invoke(tmp_path, "render-prompts", "song")
+    assert result.exit_code == 0, result.output
+    pics = {n: Image.open(media / "prompt_images" / f"{n}_7.png").convert("L")
+            for n in ("luna", "sun", "star")}
+    # Same prompt and seed: only the mask differs, so the pictures must differ.
+    def diff(a: str, b: str) -> float:
+        pa, pb = pics[a].tobytes(), pics[b].tobytes()
+        return sum(abs(x - y) for x, y in zip(pa, pb, strict=True)) / len(pa)
+
+    assert diff("luna", "sun") > 1.0 and diff("luna", "star") > 1.0
+    assert pics["luna"].getextrema() != (0, 0)
