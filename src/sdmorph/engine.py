@@ -140,7 +140,7 @@ class Engine:
                 "noise: cuda needs a CUDA GPU and none is available; set `noise: cpu` to draw "
                 "the noise on the CPU (the same seeds then give different pictures)"
             )
-        generator = torch.Generator(source).manual_seed(seed)
+        generator = torch.Generator(source).manual_seed(int(seed))
         shape = (1, self.latent_channels, height // 8, width // 8)
         latents = torch.randn(shape, generator=generator, device=source, dtype=torch.float32)
         return latents[0].cpu().numpy()

@@ -37,7 +37,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; finished files get the usual permissions instead.
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         _fsync(tmp)
@@ -50,6 +50,10 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Read once at import: os.umask can only be read by setting it, which races with threads.
+_UMASK = _umask()
 
 
 def _fsync(path: Path) -> None:

@@ -65,6 +65,7 @@ def load_pipeline(
             "set controlnet_string to a ControlNet made for that model"
         )
     torch_dtype = pick_dtype(device, controlnet is not None, dtype)
+    scheduler_cls = scheduler_class(scheduler) if scheduler else None
     pipe = _load_base(model, cache_dir, torch_dtype)
     if controlnet is not None:
         cnet = _load_controlnet(controlnet, cache_dir, torch_dtype)
@@ -72,8 +73,8 @@ def load_pipeline(
             **_sd_components(pipe), controlnet=cnet, requires_safety_checker=False
         )
         pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
-    if scheduler:
-        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
+    if scheduler_cls is not None:
+        pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
     try:

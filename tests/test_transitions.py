@@ -1,0 +1,180 @@
+"""transitions through the real CLI: plan files, rendering, resume, concurrency, staleness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from songs import SETTINGS, env_for, write_song
+from typer.testing import CliRunner
+
+from sdmorph.cli import app
+
+runner = CliRunner()
+FRAME_SETTINGS = {"default": {**SETTINGS["default"], "interpolation_steps": 6}}
+
+
+def invoke(root: Path, *args: str):
+    return runner.invoke(app, list(args), env=env_for(root))
+
+
+def frames_of(root: Path) -> dict[str, bytes]:
+    base = root / "media" / "song" / "transition_images"
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.glob("*/frame*.png"))}
+
+
+def pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def test_plan_only_writes_old_columns_and_keeps_compute_n(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    result = invoke(tmp_path, "transitions", "song", "--plan-only")
+    assert result.exit_code == 0, result.output
+    media = tmp_path / "media" / "song"
+    intra = pd.read_csv(media / "transition_meta/intrascene_transitions.csv", dtype=str)
+    inter = pd.read_csv(media / "transition_meta/interscene_transitions.csv", dtype=str)
+    assert list(intra.columns[1:8]) == ["from_name", "from_seed", "to_name", "to_seed",
+                                        "compute", "duration", "scene"]
+    assert list(inter.columns[1:9]) == ["from_name", "from_seed", "to_name", "to_seed",
+                                        "compute", "duration", "scene_from", "scene_to"]
+    assert len(intra) == 3 and len(inter) == 2
+    gen = pd.read_csv(media / "story/trans_sequence_gen.csv", dtype=str)
+    assert list(gen.columns[1:7]) == ["scene_from", "c1", "c2", "section", "reversed",
+                                      "input_image_folder"]
+    assert (media / "story/plan_graph.png").stat().st_size > 1000
+    assert (media / "story/graph.gexf").is_file()
+    assert not (media / "transition_images").exists()
+    # The artist skips one transition; planning again keeps the n.
+    intra.loc[0, "compute"] = "n"
+    intra.to_csv(media / "transition_meta/intrascene_transitions.csv", index=True)
+    invoke(tmp_path, "transitions", "song", "--plan-only")
+    again = pd.read_csv(media / "transition_meta/intrascene_transitions.csv", dtype=str)
+    assert again.loc[0, "compute"] == "n"
+    assert "1 set to compute = n" in invoke(tmp_path, "transitions", "song",
+                                            "--plan-only").stdout
+
+
+def test_plan_is_reproducible_by_seed(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    gen = tmp_path / "media/song/story/trans_sequence_gen.csv"
+    invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "3")
+    first = gen.read_bytes()
+    invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "4")
+    invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "3")
+    assert gen.read_bytes() == first
+
+
+def test_impossible_plan_names_the_scene(tmp_path: Path) -> None:
+    scenes = ",scene,duration,section,start,avoid\n0,luna,5,1,,\n1,sun,1,1,,\n"
+    write_song(tmp_path, settings=FRAME_SETTINGS, scenes=scenes)
+    result = invoke(tmp_path, "transitions", "song", "--plan-only")
+    assert result.exit_code == 2
+    assert "luna" in result.stderr and "Traceback" not in result.output
+
+
+def test_render_endpoints_equal_keyframes_and_skip_compute_n(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    media = tmp_path / "media" / "song"
+    invoke(tmp_path, "transitions", "song", "--plan-only")
+    table = media / "transition_meta/interscene_transitions.csv"
+    inter = pd.read_csv(table, dtype=str, index_col=0)
+    inter.loc[inter.index[0], "compute"] = "n"
+    inter.to_csv(table)
+    result = invoke(tmp_path, "transitions", "song", "--render-only")
+    assert result.exit_code == 0, result.output
+    folders = sorted(p for p in (media / "transition_images").iterdir()
+                     if not p.name.startswith("."))
+    assert len(folders) == 4
+    skipped = f"{inter.iloc[0]['from_name']}-{inter.iloc[0]['from_seed']} to " \
+              f"{inter.iloc[0]['to_name']}-{inter.iloc[0]['to_seed']}"
+    assert skipped not in [f.name for f in folders]
+    for folder in folders:
+        frames = sorted(folder.glob("frame*.png"))
+        assert [f.name for f in frames] == [f"frame{i:06d}.png" for i in range(6)]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["frames"] == 6
+        a, b = folder.name.split(" to ")
+        pa, sa = a.rsplit("-", 1)
+        pb, sb = b.rsplit("-", 1)
+        assert pixels(frames[0]) == pixels(media / f"prompt_images/{pa}_{sa}.png")
+        assert pixels(frames[-1]) == pixels(media / f"prompt_images/{pb}_{sb}.png")
+        assert pixels(frames[1]) != pixels(frames[0])
+        with Image.open(frames[2]) as image:
+            assert "t" in image.text and "model" in image.text  # type: ignore[attr-defined]
+    again = invoke(tmp_path, "transitions", "song", "--render-only")
+    assert "0 frames rendered" in again.stdout
+
+
+def run_cli(root: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **env_for(root)}
+    return subprocess.Popen([sys.executable, "-m", "sdmorph", *args], env=env, cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_resume_after_kill_gives_identical_frames(tmp_path: Path) -> None:
+    settings = {"default": {**SETTINGS["default"], "interpolation_steps": 12}}
+    for name in ("a", "b"):
+        write_song(tmp_path / name, settings=settings)
+    assert invoke(tmp_path / "a", "transitions", "song").exit_code == 0
+    reference = frames_of(tmp_path / "a")
+    base = tmp_path / "b/media/song/transition_images"
+    for attempt in range(2):
+        proc = run_cli(tmp_path / "b", "transitions", "song")
+        deadline = time.time() + 120
+        target = 8 + attempt * 20
+        while time.time() < deadline and len(list(base.glob("*/frame*.png"))) < target:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert invoke(tmp_path / "b", "transitions", "song").exit_code == 0
+    assert frames_of(tmp_path / "b") == reference
+    assert not list(base.glob("*/*sdmorph-tmp*"))
+    assert not list(base.glob("*/.sdmorph-partial.json"))
+
+
+def test_two_processes_split_the_work(tmp_path: Path) -> None:
+    settings = {"default": {**SETTINGS["default"], "interpolation_steps": 10}}
+    write_song(tmp_path, settings=settings)
+    assert invoke(tmp_path, "transitions", "song", "--plan-only").exit_code == 0
+    procs = [run_cli(tmp_path, "transitions", "song", "--render-only") for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    rendered = 0
+    for out in outputs:
+        for line in out.splitlines():
+            if "│ rendered" in line:
+                rendered += int(line.split("│")[2])
+    assert rendered == 5, outputs  # each transition rendered exactly once
+    folders = [p for p in (tmp_path / "media/song/transition_images").iterdir()
+               if not p.name.startswith(".")]
+    assert len(folders) == 5
+    for folder in folders:
+        assert len(list(folder.glob("frame*.png"))) == 10
+        assert json.loads((folder / "manifest.json").read_text())["complete"]
+
+
+def test_settings_change_marks_stale_and_force_rerenders(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    assert invoke(tmp_path, "transitions", "song").exit_code == 0
+    before = frames_of(tmp_path)
+    changed = {"default": {**FRAME_SETTINGS["default"], "pipe_kwargs": {"num_inference_steps": 4}}}
+    write_song(tmp_path, settings=changed)
+    result = invoke(tmp_path, "transitions", "song")
+    assert result.exit_code == 0
+    assert "stale" in result.stdout and "--force" in result.stderr
+    assert frames_of(tmp_path) == before
+    forced = invoke(tmp_path, "transitions", "song", "--force")
+    assert forced.exit_code == 0
+    after = frames_of(tmp_path)
+    assert after.keys() == before.keys() and after != before
