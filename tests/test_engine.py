@@ -22,7 +22,6 @@ LONG_SEED = 5842234013956479
 
 @pytest.fixture(scope="module")
 def plain() -> Engine:
-    torch.set_num_threads(2)
     return Engine("tiny", device="cpu")
 
 

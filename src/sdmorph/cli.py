@@ -483,6 +483,147 @@ def movie(
     print_summary(make_movie(loaded, request))
 
 
+@app.command()
+@reported
+def status(
+    ctx: typer.Context,
+    song: SongArg,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Show what exists and what is missing at each stage, and the next command to run."""
+    from sdmorph.status import render_status_tables, song_status
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    for title, columns, rows in render_status_tables(
+        song_status(loaded, profile=profile, scenes=scenes, model=model)
+    ):
+        ui.table(title, columns, rows)
+
+
+@app.command()
+@reported
+def adopt(
+    ctx: typer.Context,
+    song: SongArg,
+    write_manifests: Annotated[
+        bool, typer.Option("--write-manifests", help="Add sdmorph manifests beside complete "
+                           "legacy frames so later runs skip the scan (frames untouched).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Survey a song made with the old scripts: what is usable as is, what would render next."""
+    from sdmorph.status import adopt_report, render_adopt_tables
+    from sdmorph.status import write_manifests as add_manifests
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    for title, columns, rows in render_adopt_tables(
+        adopt_report(loaded, profile=profile, scenes=scenes, model=model)
+    ):
+        ui.table(title, columns, rows)
+    if write_manifests:
+        written = add_manifests(loaded)
+        for path in written:
+            ui.info(f"wrote {path}")
+        ui.info(f"{len(written)} manifests written; no frame was changed")
+    else:
+        ui.info("nothing was changed")
+
+
+CodecOpt = Annotated[
+    str, typer.Option("--codec", help="mjpeg (.mov, every frame a keyframe, for VJ software), "
+                      "h264 (.mp4, browsers) or both.")
+]
+FpsOpt = Annotated[
+    float | None,
+    typer.Option("--fps", min=0.001, help="Frames per second (default: settings' fps, else 10)."),
+]
+AudioOpt = Annotated[
+    Path | None, typer.Option("--audio", help="Audio file (default: <song>.wav/.mp3/.flac/.m4a "
+                              "or audio.* in the song's meta folder).")
+]
+
+
+@app.command()
+@reported
+def run(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    fps: FpsOpt = None,
+    audio: AudioOpt = None,
+    codec: CodecOpt = "both",
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """The main job: render-prompts, transitions and movie in sequence, each resuming."""
+    loaded = load(ctx, song, profile, scenes, strict)
+    _run_all(ctx, loaded, seed=seed, model=model, device=device, fps=fps, audio=audio,
+             codec=codec, batch_size=batch_size, profile=profile, scenes=scenes)
+
+
+def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
+             device: str | None, fps: float | None, audio: Path | None, codec: str,
+             batch_size: int | None, profile: str, scenes: str | None) -> Any:
+    from sdmorph.keyframes import render_keyframes, select_images
+    from sdmorph.movie import MovieRequest, make_movie, print_summary
+    from sdmorph.planning import make_plan, open_store, planned_pairs
+
+    renderer = renderer_for(ctx, loaded, model, device)
+    batch = batch_of(renderer, batch_size)
+    ui.info("1/3 keyframes")
+    images = select_images(renderer, None)
+    with ui.bar("keyframes", len(images)) as advance:
+        render_keyframes(renderer, images, batch_size=batch, on_image=advance)
+    ui.info("2/3 transitions")
+    store = open_store(loaded)
+    make_plan(loaded, seed, 1, store)
+    pairs, _ = planned_pairs(loaded)
+    _render_transitions(renderer, store, pairs, batch, force=False)
+    ui.info("3/3 movie")
+    result = make_movie(loaded, MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio,
+                                             profile=profile, scenes=scenes))
+    print_summary(result)
+    return result
+
+
+@app.command()
+@reported
+def demo(
+    ctx: typer.Context,
+    folder: Annotated[
+        Path, typer.Argument(help="Where to put the demo song, its .env and its media.")
+    ] = Path("sdmorph-demo"),
+    force: Annotated[bool, typer.Option("--force", help="Re-copy the demo song's files.")] = False,
+) -> None:
+    """Copy the bundled demo song into FOLDER and make its movies with the tiny model."""
+    from sdmorph.config import Settings
+    from sdmorph.demo import DEMO_SONG, install_demo
+    from sdmorph.song import load_song
+
+    meta, media = install_demo(folder, force=force)
+    ui.info(f"demo song: {meta} (settings in {folder / '.env'})")
+    ctx.obj["settings"] = Settings(media_dir=media.resolve(), meta_dir=meta.parent.resolve(),
+                                   model_cache_dir=settings_of(ctx).model_cache_dir)
+    loaded = load_song(meta, media / DEMO_SONG)
+    result = _run_all(ctx, loaded, seed=0, model=None, device="cpu", fps=None, audio=None,
+                      codec="both", batch_size=None, profile="default", scenes=None)
+    ui.info("movies:")
+    for video in result.report.videos:
+        if video.kind == "combined":
+            ui.info(f"  {video.path}")
+    ui.info(f"next: cd {folder} && sdmorph status {DEMO_SONG}")
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="sdmorph")

@@ -326,8 +326,9 @@ def _unreachable(song: Song, request: MovieRequest, exc: PlanError) -> MovieErro
     names = ", ".join(f"'{transition_name(a, b)}'" for a, b in exc.missing[:_MISSING_SHOWN])
     more = f" and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
     command = transitions_command(song, request)
-    lines = [f"scene '{exc.scene}' cannot be reached with the rendered transitions; "
-             f"missing (either direction): {names}{more}"]
+    said = any("missing" in str(problem) for problem in exc.problems)
+    lines = [] if said else [f"scene '{exc.scene}' cannot be reached with the rendered "
+                             f"transitions; missing (either direction): {names}{more}"]
     skipped = _skipped_by_artist(song) & set(missing)
     if skipped:
         shown = ", ".join(f"'{transition_name(*sorted(p))}'" for p in list(skipped)[:2])
@@ -514,15 +515,17 @@ def print_summary(result: MovieResult) -> None:
         ("frames", f"{result.frames}{hold}"),
         ("fps", rate),
         ("duration", f"{result.seconds:.2f} s"),
-        ("audio", result.audio or "none"),
-        ("story file", result.story_file),
-        ("folder", result.folder),
+        ("audio", result.audio.name if result.audio else "none"),
     ])
-    ui.table("videos", ["kind", "section", "codec", "frames", "duration", "size", "file"], [
-        (v.kind, "" if v.section is None else v.section, v.codec, v.info.frames,
-         f"{v.info.duration:.2f} s", _size(v.size_bytes), _relative(v.path, result.folder))
+    ui.table("videos", ["file", "frames", "duration", "size"], [
+        (_relative(v.path, result.folder), v.info.frames, f"{v.info.duration:.2f} s",
+         _size(v.size_bytes))
         for v in report.videos if v.kind != "clip"
     ])
+    ui.info(f"folder: {result.folder}")
+    ui.info(f"story file: {result.story_file}")
+    if result.audio:
+        ui.info(f"audio: {result.audio}")
     clips = [v for v in report.videos if v.kind == "clip"]
     if clips:
         total = sum(v.size_bytes for v in clips)

@@ -10,6 +10,11 @@ that fails and HF_HUB_OFFLINE is not set; every failure is one `ModelError` line
 from __future__ import annotations
 
 import os
+
+# transformers warns about torchvision on import; sdmorph does not use its image processors.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -184,6 +189,15 @@ def _load(
     cls: type, source: str, role: str, cache_dir: Path | None, kwargs: dict[str, object]
 ) -> object:
     """Load `source` as a local folder, a single checkpoint file, or a hub id."""
+    with warnings.catch_warnings():
+        # diffusers still passes an argument huggingface_hub deprecated; users can do nothing.
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        return _load_any(cls, source, role, cache_dir, kwargs)
+
+
+def _load_any(
+    cls: type, source: str, role: str, cache_dir: Path | None, kwargs: dict[str, object]
+) -> object:
     path = Path(source).expanduser()
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         if not path.is_file():

@@ -262,6 +262,6 @@ def open_renderer(song: Song, *, model: str | None = None, device: str | None = 
     name = model or profile.model_string
     if engine is None:
         engine = Engine(name, profile.controlnet_string, device=device, cache_dir=cache_dir,
-                        scheduler=profile.scheduler, compile=compile)
+                        scheduler=profile.scheduler, compile=compile, dtype=profile.dtype)
     noise = profile.noise or ("cuda" if engine.device.startswith("cuda") else "cpu")
     return Renderer(song, engine, model=name, noise_source=noise)

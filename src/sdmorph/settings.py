@@ -21,7 +21,7 @@ DEFAULT_MODEL = "runwayml/stable-diffusion-v1-5"
 PROFILE_KEYS = {
     "res_height", "res_width", "interpolation_steps", "model_string", "controlnet_string",
     "seed_delimiter", "inference_steps", "mask_image", "cnet_image", "pipe_kwargs", "song_name",
-    "guidance_scale", "scheduler", "noise", "fps", "batch_size",
+    "guidance_scale", "scheduler", "noise", "fps", "batch_size", "dtype",
 }
 # pipe_kwargs sdmorph understands; any other is kept, warned about, and not passed on.
 PIPE_KEYS = {
@@ -52,6 +52,7 @@ class Profile(BaseModel):
     noise: Literal["cuda", "cpu"] | None = None
     fps: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
+    dtype: Literal["float16", "float32", "bfloat16"] | None = None
 
     @property
     def controlnet(self) -> bool:
@@ -148,6 +149,7 @@ def _profile_values(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]
         "noise": raw.get("noise"),
         "fps": raw.get("fps"),
         "batch_size": raw.get("batch_size"),
+        "dtype": raw.get("dtype"),
     }
     return {key: value for key, value in picks.items() if value is not None}
 
