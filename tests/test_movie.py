@@ -20,9 +20,18 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
+from sdmorph.errors import MovieError
 from sdmorph.fsio import try_locked
 from sdmorph.ids import ImageId, transition_name
-from sdmorph.movie import LOCK_NAME, MovieRequest, frame_ranges, plan_movie
+from sdmorph.movie import (
+    LOCK_NAME,
+    MovieRequest,
+    codecs_of,
+    find_audio,
+    frame_ranges,
+    movie_fps,
+    plan_movie,
+)
 from sdmorph.plan import build_graph
 from sdmorph.planfiles import read_story
 from sdmorph.song import Song, load_song, resolver
@@ -221,6 +230,27 @@ def test_unreachable_scene_names_it_and_the_command(tmp_path: Path) -> None:
     assert not (media.song_media / "stories").exists()
 
 
+def test_rate_audio_and_codec_defaults(tmp_path: Path) -> None:
+    settings = {"default": SETTINGS["default"], "cell": {**SETTINGS["default"], "fps": 12}}
+    meta, _ = write_song(tmp_path, sheet=SHEET, settings=settings)
+    song, cell = load(tmp_path), load(tmp_path, profile="cell")
+    assert movie_fps(song, MovieRequest()) == 10
+    assert movie_fps(cell, MovieRequest()) == 12
+    assert movie_fps(cell, MovieRequest(fps=24)) == 24
+    assert find_audio(song, MovieRequest()) is None
+    (meta / "audio.txt").write_text("notes")
+    (meta / "audio.ogg").write_bytes(b"")
+    assert find_audio(song, MovieRequest()) == meta / "audio.ogg"
+    (meta / "song.mp3").write_bytes(b"")
+    assert find_audio(song, MovieRequest()) == meta / "song.mp3"
+    assert find_audio(song, MovieRequest(no_audio=True)) is None
+    with pytest.raises(MovieError, match="exclude each other"):
+        find_audio(song, MovieRequest(no_audio=True, audio=meta / "song.mp3"))
+    assert codecs_of("both") == ("mjpeg", "h264") and codecs_of("H264") == ("h264",)
+    with pytest.raises(MovieError, match="mjpeg, h264 or both"):
+        codecs_of("prores")
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -321,6 +351,9 @@ def test_clips_and_stale_outputs(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
         Path(c.files["mjpeg"]).name for c in kept.clips)
     assert len(kept.clips) == 2 and "removed stale" in again.stdout
+    other = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
+    assert other.exit_code == 0, other.output
+    assert "clips.json are from another story" in other.stderr
 
 
 def test_failed_encode_keeps_the_old_movie_and_story(tmp_path: Path) -> None:

@@ -1,0 +1,124 @@
+"""explore through the real CLI on the tiny model: images, contact sheet, --keep, --sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+from songs import env_for, write_song
+from typer.testing import CliRunner
+
+from sdmorph.cli import app
+
+runner = CliRunner()
+
+
+def invoke(root: Path, *args: str):
+    return runner.invoke(app, list(args), env=env_for(root))
+
+
+def test_explore_random_seeds_writes_images_and_contact_sheet(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    result = invoke(tmp_path, "explore", "song", "-p", "luna", "-n", "3", "--rng-seed", "5")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "media/song/explore_images/luna"
+    seeds_line = next(line for line in result.stdout.splitlines() if line.startswith("luna: seeds"))
+    seeds = [int(s) for s in seeds_line.split()[2:]]
+    assert len(seeds) == 3 and all(0 <= s < 2**32 for s in seeds)
+    for seed in seeds:
+        assert (folder / f"luna_{seed}.png").is_file()
+    with Image.open(folder / "contact_sheet.png") as sheet:
+        assert sheet.width > 64 and sheet.height > 64
+    again = invoke(tmp_path, "explore", "song", "-p", "luna", "-n", "3", "--rng-seed", "5")
+    assert seeds_line in again.stdout  # --rng-seed makes the draw reproducible
+
+
+def test_explore_given_seeds_and_new_prompt(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    result = invoke(tmp_path, "explore", "song", "-p", "comet", "--prompt-text", "a comet",
+                    "--seeds", "12", "34")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "media/song/explore_images/comet"
+    assert sorted(p.name for p in folder.glob("comet_*.png")) == ["comet_12.png", "comet_34.png"]
+    with Image.open(folder / "comet_12.png") as image:
+        assert image.text["prompt"] == "a comet"  # type: ignore[attr-defined]
+    unknown = invoke(tmp_path, "explore", "song", "-p", "nope", "--seeds", "1")
+    assert unknown.exit_code == 2 and "--prompt-text" in unknown.stderr
+
+
+def test_explore_without_prompt_explores_unseeded_ones(tmp_path: Path) -> None:
+    sheet = "name,prompt,seeds\nluna,a moon,1\ncomet,a comet,\n"
+    write_song(tmp_path, sheet=sheet, scenes=",scene,duration,section\n0,luna,0,1\n")
+    result = invoke(tmp_path, "explore", "song", "-n", "2")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "media/song/explore_images/comet").glob("comet_*.png"))) == 2
+    assert not (tmp_path / "media/song/explore_images/luna").exists()
+
+
+def sheet_bytes(prefix: bytes, cell: bytes, suffix: bytes) -> bytes:
+    return prefix + cell + suffix
+
+
+def test_keep_changes_exactly_the_seeds_cell_bom_crlf(tmp_path: Path) -> None:
+    prefix = ("\ufeffname,prompt,seeds,guidance_scale,notes\r\n"
+              'luna,"a moon, glowing",').encode()
+    suffix = b',7.5,keep me\r\nsun,a sun,1 2,7,\r\n'
+    meta, _ = write_song(tmp_path, sheet=prefix + b'"6497, 3676"' + suffix)
+    sheet = meta / "prompt_image_definitions.csv"
+    result = invoke(tmp_path, "explore", "song", "-p", "luna", "--keep", "42", "5842234013956479")
+    assert result.exit_code == 0, result.output
+    assert sheet.read_bytes() == prefix + b'"6497, 3676, 42, 5842234013956479"' + suffix
+    assert (meta / "prompt_image_definitions.csv.bak").read_bytes() == (
+        prefix + b'"6497, 3676"' + suffix)
+    before = sheet.stat().st_mtime_ns
+    again = invoke(tmp_path, "explore", "song", "-p", "luna", "--keep", "42")
+    assert again.exit_code == 0 and "already kept" in again.stdout
+    assert sheet.stat().st_mtime_ns == before
+
+
+def test_keep_space_delimited(tmp_path: Path) -> None:
+    meta, _ = write_song(tmp_path)
+    sheet = meta / "prompt_image_definitions.csv"
+    original = sheet.read_bytes()
+    assert invoke(tmp_path, "explore", "song", "-p", "sun", "--keep", "7").exit_code == 0
+    assert sheet.read_bytes() == original.replace(b"2001 2002 2003", b"2001 2002 2003 7")
+
+
+def test_concurrent_keeps_lose_nothing(tmp_path: Path) -> None:
+    meta, _ = write_song(tmp_path)
+    env = {**os.environ, **env_for(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "sdmorph", "explore", "song", "-p", "star",
+                               "--keep", str(100 + i), str(200 + i)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    text = (meta / "prompt_image_definitions.csv").read_text()
+    star = next(line for line in text.splitlines() if line.startswith("star,"))
+    for i in range(4):
+        assert str(100 + i) in star.split(",")[2].split()
+        assert str(200 + i) in star.split(",")[2].split()
+
+
+def test_sweep_writes_a_grid_whose_cells_differ(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    result = invoke(tmp_path, "explore", "song", "-p", "luna", "--sweep", "guidance_scale=1,12",
+                    "--sweep", "pipe_kwargs.num_inference_steps=2,4")
+    assert result.exit_code == 0, result.output
+    grid_path = next((tmp_path / "media/song/explore_images/luna").glob("sweep_1001_*.png"))
+    with Image.open(grid_path) as grid:
+        grid.load()
+    # Compare the four 64x64 cells: they sit in a 2x2 block at the bottom right.
+    cells = []
+    w, h = grid.size
+    for row in range(2):
+        for col in range(2):
+            x = w - (2 - col) * (64 + 4)
+            y = h - (2 - row) * (64 + 4)
+            cells.append(grid.crop((x, y, x + 64, y + 64)).tobytes())
+    assert len(set(cells)) == 4
+    bad = invoke(tmp_path, "explore", "song", "-p", "luna", "--sweep", "colour=red")
+    assert bad.exit_code == 2 and "colour" in bad.stderr
