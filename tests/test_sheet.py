@@ -257,7 +257,12 @@ def test_concurrent_writers_never_lose_a_seed(tmp_path):
     assert_only_cell_changed(path, WILD, b'"6497, 3676, 3855"', b'"' + cell.encode() + b'"')
 
 
-cell_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+# A lone CR is left unquoted by csv.writer when lines end in LF: no reader can tell it from
+# an old-Mac line break, so generated cells never hold one.
+cell_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r"),
+    max_size=12,
+)
 
 
 seed_cell = st.tuples(

@@ -122,8 +122,11 @@ def shorten(name: str, limit: int = MAX_NAME_BYTES) -> str:
 
 def inside(base: Path, path: Path) -> Path:
     """Return `path` resolved, or fail if it would leave `base` (e.g. `../../x`)."""
-    base_r = base.resolve()
-    path_r = path.resolve()
+    try:
+        base_r = base.resolve()
+        path_r = path.resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
+        raise SdmorphError(f"{str(path)!r}: not a usable path") from None
     if path_r != base_r and base_r not in path_r.parents:
         raise SdmorphError(f"{path}: refusing to use a path outside {base}")
     return path_r

@@ -21,10 +21,10 @@ from sdmorph.ids import ImageId
 
 # The old scripts wrote `str(seed)[:4]` wherever a seed appeared in a name.
 LEGACY_SEED_DIGITS = 4
-FRAME_RE = re.compile(r"^frame(\d{6})\.png$")
+FRAME_RE = re.compile(r"^frame([0-9]{6})\.png\Z")
 _SEP = " to "
-_LABEL_RE = re.compile(r"^(.+)-([0-9]+)$", re.DOTALL)
-_DIGITS_RE = re.compile(r"^[0-9]+$")
+_LABEL_RE = re.compile(r"^(.+)-([0-9]+)\Z", re.DOTALL)
+_DIGITS_RE = re.compile(r"^[0-9]+\Z")
 _KNOWN_SHOWN = 12
 
 

@@ -45,7 +45,7 @@ PLANNED_FILE = Path("story") / "trans_sequence_gen.csv"
 LATEST_STORY_FILE = Path("story") / "trans_sequence.csv"
 STORIES_FOLDER = "stories"
 
-_LABEL = re.compile(r"^(?P<prompt>.+)-(?P<digits>\d+)$", re.DOTALL)
+_LABEL = re.compile(r"^(?P<prompt>.+)-(?P<digits>[0-9]+)\Z", re.DOTALL)
 _TRUE = {"true", "1", "1.0", "yes", "y"}
 _FALSE = {"false", "0", "0.0", "no", "n"}
 
@@ -83,8 +83,13 @@ def _required(raw: str) -> str:
     return raw
 
 
+def _is_seed(raw: str) -> bool:
+    # str.isdigit() also accepts digits such as '²' that int() rejects.
+    return raw.isascii() and raw.isdigit()
+
+
 def _digits(raw: str) -> str:
-    if not raw.isdigit():
+    if not _is_seed(raw):
         raise _BadCell(f"{raw!r} is not a seed (digits only)")
     return raw
 
@@ -573,7 +578,7 @@ def _image_parts(cells: dict[str, str], which: str) -> tuple[str, str]:
     """(prompt, seed digits) of `c1`/`c2`; `<which>_name`/`_seed`, where given, must agree."""
     label, name = cells.get(which, ""), cells.get(f"{which}_name", "")
     seed = cells.get(f"{which}_seed", "")
-    if seed and not seed.isdigit():
+    if seed and not _is_seed(seed):
         raise _BadCell(f"{which}_seed {seed!r} is not a seed (digits only)")
     if not label:
         if name and seed:

@@ -33,11 +33,12 @@ PIPE_KEYS = {
 class Profile(BaseModel):
     """One resolved settings profile: everything the render recipe needs."""
 
-    model_config = ConfigDict(frozen=True)
+    # NaN or infinite scales would render black or NaN pictures.
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     name: str = "default"
-    res_width: int = 512
-    res_height: int = 512
+    res_width: int = Field(512, ge=8)
+    res_height: int = Field(512, ge=8)
     interpolation_steps: int = Field(10, ge=2)
     model_string: str = DEFAULT_MODEL
     controlnet_string: str | None = None
@@ -78,10 +79,21 @@ def read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise _error(path, f"cannot read: {exc}") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise _error(path, message) from None
+    except RecursionError:
+        raise _error(path, "invalid JSON: nested too deeply") from None
+    try:
+        # A lone surrogate escape (\ud800) decodes to text no file or terminal can hold.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _error(path, "invalid JSON: a \\u escape names half a character "
+                     "(a lone surrogate)") from None
+    except RecursionError:
+        raise _error(path, "invalid JSON: nested too deeply") from None
+    return data
 
 
 def _error(path: Path, message: str) -> Exception:

@@ -23,8 +23,8 @@ SEEDS_COLUMN = "seeds"
 PROMPT_COLUMN = "prompt"
 DEFAULT_DELIMITER = " "
 _UNQUOTED = re.compile(r"[^,\r\n]*")
-_SEED = re.compile(r"\d+")
-_SEPARATOR = re.compile(r"(?<=\d)[\s,]+(?=\d)")
+_SEED = re.compile(r"[0-9]+")
+_SEPARATOR = re.compile(r"(?<=[0-9])[\s,]+(?=[0-9])")
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 _EXPECTED_SEEDS = "seeds are whole numbers separated by spaces, ',' or ', '"
 

@@ -7,6 +7,7 @@ shows them: the header is row 1.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sdmorph.errors import Problem, SdmorphError, SongError
+from sdmorph.fsio import inside, safe_name
 from sdmorph.ids import ImageId
 from sdmorph.legacy import resolve_seed_ref
 from sdmorph.plan import SceneSpec
@@ -27,7 +29,7 @@ SHEET_COLUMNS = ("prompt", "seeds", "guidance_scale", "negative_prompt", "mask",
 SCENE_COLUMNS = ("scene", "duration", "section", "start", "avoid")
 MAX_SEED = 2**64 - 1
 _SEED_SPLIT = re.compile(r"[\s,]+")
-_REF = re.compile(r"^(?P<prompt>.+)_(?P<digits>\d+)$")
+_REF = re.compile(r"^(?P<prompt>.+)_(?P<digits>[0-9]+)\Z")
 
 
 class PromptDef(BaseModel):
@@ -159,7 +161,7 @@ def parse_seeds(text: str) -> tuple[list[int], list[str]]:
     for token in _SEED_SPLIT.split(text.strip()):
         if not token:
             continue
-        if token.isdigit() and int(token) <= MAX_SEED:
+        if token.isascii() and token.isdigit() and int(token) <= MAX_SEED:
             seeds.append(int(token))
         else:
             bad.append(token)
@@ -171,10 +173,13 @@ def _float_cell(cells: dict[str, str], column: str, ctx: _Ctx, row: int) -> floa
     if raw == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         ctx.problem(f"{raw!r} is not a number", row, column)
         return None
+    return value
 
 
 @dataclass
@@ -212,7 +217,19 @@ def load_prompt_sheet(path: Path) -> tuple[dict[str, PromptDef], list[Problem], 
                      f"{first}", row, key)
             continue
         prompts[prompt.name] = prompt
+    _check_file_names(prompts, key, ctx)
     return prompts, ctx.problems, ctx.warnings
+
+
+def _check_file_names(prompts: dict[str, PromptDef], key: str, ctx: _Ctx) -> None:
+    """Two names that map to one file name (`a/b`, `a:b`, `a_b`) would share their images."""
+    first: dict[str, PromptDef] = {}
+    for prompt in prompts.values():
+        other = first.setdefault(safe_name(prompt.name), prompt)
+        if other is not prompt:
+            ctx.problem(f"prompt name {prompt.name!r} gives the same file name "
+                        f"{safe_name(prompt.name)!r} as {other.name!r} (row {other.row}); "
+                        "rename one of them", prompt.row, key)
 
 
 def _check_sheet_columns(frame: pd.DataFrame, ctx: _Ctx) -> None:
@@ -282,7 +299,7 @@ def load_scene_rows(path: Path) -> tuple[list[SceneRow], list[Problem], list[str
 def _int_cell(cells: dict[str, str], column: str, row: int, ctx: _Ctx) -> int | None:
     raw = cells.get(column, "")
     try:
-        value = int(float(raw)) if re.fullmatch(r"\d+(\.0*)?", raw) else None
+        value = int(float(raw)) if re.fullmatch(r"[0-9]+(\.0*)?", raw) else None
     except ValueError:
         value = None
     if value is None:
@@ -371,6 +388,12 @@ def _scene_images(row: SceneRow, prompts: dict[str, PromptDef], media_song: Path
             return None
         return images
     folder = media_song / "scenes" / row.scene
+    try:
+        inside(media_song / "scenes", folder)
+    except SdmorphError:
+        ctx.problem(f"scene {row.scene!r} is not a prompt name in the sheet, and as a folder "
+                    f"it would lie outside {media_song / 'scenes'}", row.row, "scene")
+        return None
     if folder.is_dir():
         images = folder_scene_images(folder, prompts, ctx, row.row)
         if not images:

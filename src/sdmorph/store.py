@@ -382,11 +382,25 @@ class TransitionStore:
 
     # ----- rendering into the store ---------------------------------------------------------
 
-    def folder_for(self, a: ImageId, b: ImageId) -> Path:
-        """Where sdmorph renders a->b: `<a.label> to <b.label>`, never a legacy folder."""
+    @staticmethod
+    def _candidate_names(a: ImageId, b: ImageId) -> list[str]:
         base = safe_name(transition_name(a, b))
         pair_hash = hashlib.sha256(repr((tuple(a), tuple(b))).encode()).hexdigest()[:10]
-        names = [base, _suffixed(base, " (sdmorph)"), _suffixed(base, f" ~{pair_hash}")]
+        return [base, _suffixed(base, " (sdmorph)"), _suffixed(base, f" ~{pair_hash}")]
+
+    def refresh_pair(self, a: ImageId, b: ImageId) -> None:
+        """Re-read the folders that may hold a<->b: another process may have finished it."""
+        if self._infos is None:
+            self.scan()
+            return
+        for x, y in ((a, b), (b, a)):
+            for name in self._candidate_names(x, y):
+                if (self.root / name).is_dir():
+                    self._refresh(self.root / name)
+
+    def folder_for(self, a: ImageId, b: ImageId) -> Path:
+        """Where sdmorph renders a->b: `<a.label> to <b.label>`, never a legacy folder."""
+        names = self._candidate_names(a, b)
         paths = [self.root / name for name in names]
         for path in paths:
             inside(self.root, path)

@@ -99,7 +99,9 @@ class TransitionRenderer:
         with self.store.lock(a, b) as got:
             if not got:
                 return Outcome(a, b, "busy", reason="another sdmorph process is rendering it")
-            return self._render_locked(a, b, writer)
+            # Another process may have finished it between our scan and taking the lock.
+            self.store.refresh_pair(a, b)
+            return self.blocked(a, b) or self._render_locked(a, b, writer)
 
     def _render_locked(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
         recipe = self.renderer.transition_recipe(a, b, self.frames)
