@@ -1,0 +1,180 @@
+"""Names from user files never lead a read or a write outside the song's two folders.
+
+Prompt, scene, mask and story names come from files artists edit. Through the real CLI on
+the tiny model, a song whose names hold `../`, absolute paths, characters file systems
+reject, unicode and 200+ characters renders every stage; everything it writes lies under
+`<media_dir>/<song>` (or `<meta_dir>/<song>` for the sheet), under names from
+`fsio.safe_name`, and names that would leave the song are refused with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from sdmorph.cli import app
+from sdmorph.fsio import safe_name
+from songs import SETTINGS, env_for, write_song
+
+runner = CliRunner()
+TINY = {"default": {**SETTINGS["default"], "interpolation_steps": 3,
+                    "pipe_kwargs": {"num_inference_steps": 2}}}
+LONG = "a very long name " + "ü" * 120 + " 🌙" * 30  # well over 255 bytes in UTF-8
+ESCAPE = "../../escape"
+ABSOLUTE = f"/tmp/sdmorph-evil-{uuid.uuid4().hex}"
+NAMES = [ESCAPE, ABSOLUTE, 'a:b\\c|d?*<e>"f', "nul\x00name", "..", "naïve moon 🌙", LONG]
+
+
+def csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def nasty_song(root: Path) -> tuple[Path, Path]:
+    rows = [f"{csv_cell(name)},a moon,{100 + i}" for i, name in enumerate(NAMES)]
+    rows[-1] += " 999"  # two images in one scene: an intra-scene transition too
+    sheet = "name,prompt,seeds\n" + "\n".join(rows) + "\n"
+    scenes = ",scene,duration,section,start,avoid\n" + "".join(
+        f"{i},{csv_cell(name)},{1 if name == LONG else 0},1,,\n" for i, name in enumerate(NAMES)
+    )
+    return write_song(root, sheet=sheet, scenes=scenes, settings=TINY)
+
+
+def tree(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def invoke(root: Path, *args: str):
+    result = runner.invoke(app, list(args), env=env_for(root))
+    assert "Traceback" not in result.output
+    return result
+
+
+def assert_only_inside(root: Path, before: set[Path]) -> None:
+    """Everything new lies in media/song or meta/song; nothing went to the absolute name."""
+    allowed = (Path("media") / "song", Path("meta") / "song")
+    new = tree(root) - before
+    outside = sorted(p for p in new if p not in allowed and not any(
+        a in p.parents for a in allowed))
+    assert not outside, outside
+    assert not list(Path("/tmp").glob(Path(ABSOLUTE).name + "*"))
+    assert not (root / "escape").exists() and not (root / "media" / "escape").exists()
+
+
+def test_nasty_prompt_names_every_stage(tmp_path: Path) -> None:
+    meta, media = nasty_song(tmp_path)
+    before = tree(tmp_path)
+    result = invoke(tmp_path, "render-prompts", "song")
+    assert result.exit_code == 0, result.output
+    expected = {f"{safe_name(n)}_{100 + i}.png" for i, n in enumerate(NAMES)}
+    expected.add(f"{safe_name(LONG)}_999.png")
+    assert {p.name for p in (media / "prompt_images").iterdir()} == expected
+    assert all(len(name.encode()) <= 255 for name in expected)
+
+    result = invoke(tmp_path, "transitions", "song")
+    assert result.exit_code == 0, result.output
+    folders = [p for p in (media / "transition_images").iterdir() if not p.name.startswith(".")]
+    assert len(folders) == len(NAMES)  # 6 hops between scenes, 1 inside the last
+    for folder in folders:
+        assert (folder / "manifest.json").is_file(), folder
+        assert sorted(p.name for p in folder.glob("frame*.png")) == [
+            "frame000000.png", "frame000001.png", "frame000002.png"]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["from_image"]["prompt"] in NAMES  # full names kept inside the files
+
+    result = invoke(tmp_path, "explore", "song", "-p", ESCAPE, "--seeds", "1")
+    assert result.exit_code == 0, result.output
+    folder = media / "explore_images" / safe_name(ESCAPE)
+    assert (folder / f"{safe_name(ESCAPE)}_1.png").is_file()
+    assert (folder / "contact_sheet.png").is_file()
+    assert_only_inside(tmp_path, before)
+
+
+def test_explore_new_long_prompt_and_keep(tmp_path: Path) -> None:
+    meta, media = nasty_song(tmp_path)
+    before = tree(tmp_path)
+    name = "../" + LONG
+    result = invoke(tmp_path, "explore", "song", "-p", name, "--prompt-text", "a sun",
+                    "--seeds", "7")
+    assert result.exit_code == 0, result.output
+    folder = media / "explore_images" / safe_name(name)
+    assert (folder / f"{safe_name(name)}_7.png").is_file()
+    result = invoke(tmp_path, "explore", "song", "-p", name, "--prompt-text", "a sun",
+                    "--keep", "7")
+    assert result.exit_code == 0, result.output
+    assert name in (meta / "prompt_image_definitions.csv").read_text(encoding="utf-8")
+    assert invoke(tmp_path, "validate", "song").exit_code == 0
+    assert_only_inside(tmp_path, before)
+
+
+def test_story_name_stays_inside(tmp_path: Path) -> None:
+    meta, media = nasty_song(tmp_path)
+    assert invoke(tmp_path, "transitions", "song").exit_code == 0
+    before = tree(tmp_path)
+    result = invoke(tmp_path, "movie", "song", "--name", "../../evil story", "--codec",
+                    "mjpeg", "--no-audio")
+    assert result.exit_code == 0, result.output
+    story = media / "stories" / safe_name("../../evil story")
+    assert (story / f"trans_sequence_{safe_name('../../evil story')}.csv").is_file()
+    assert list(story.rglob("*.mov"))
+    assert_only_inside(tmp_path, before)
+
+
+@pytest.mark.parametrize("scene", ["../../outside", "../outside", "/etc", "a/../../../outside"])
+def test_scene_folder_outside_the_song_is_refused(tmp_path: Path, scene: str) -> None:
+    sheet = "name,prompt,seeds\nluna,a moon,1001\n"
+    (tmp_path / "media" / "outside").mkdir(parents=True)
+    (tmp_path / "media" / "song" / "outside").mkdir(parents=True)
+    for folder in (tmp_path / "media" / "outside", tmp_path / "media" / "song" / "outside"):
+        Image.new("RGB", (8, 8)).save(folder / "luna_1001.png")
+    write_song(tmp_path, sheet=sheet, scenes=f",scene,duration,section\n0,luna,0,1\n"
+               f"1,{scene},0,1\n", settings=TINY)
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "row 3, column 'scene'" in lines[0] and "outside" in lines[0]
+
+
+def test_prompt_names_sharing_a_file_name_are_refused(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet="name,prompt,seeds\na/b,x,1\na_b,y,2\n",
+               scenes=",scene,duration,section\n0,a_b,0,1\n", settings=TINY)
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2
+    assert "row 3" in result.stderr and "'a/b' (row 2)" in result.stderr
+
+
+CNET = {"default": {**TINY["default"], "controlnet_string": "tiny"}}
+
+
+@pytest.mark.parametrize("mask", ["../../secret", "../secret", "/etc/passwd",
+                                  "shapes/../../secret", "..\\secret", "nul\x00mask"])
+def test_mask_outside_the_masks_folder_is_refused(tmp_path: Path, mask: str) -> None:
+    sheet = f"name,prompt,seeds,mask\nluna,a moon,1001,{csv_cell(mask)}\n"
+    meta, media = write_song(tmp_path, sheet=sheet, settings=CNET,
+                             scenes=",scene,duration,section\n0,luna,0,1\n")
+    (meta / "masks").mkdir()
+    for secret in (tmp_path / "meta" / "secret.png", meta / "secret.png"):
+        Image.new("RGBA", (16, 16), (255, 255, 255, 255)).save(secret)
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2
+    assert "must name a file inside" in result.stderr and "masks" in result.stderr
+    before = tree(tmp_path)
+    result = invoke(tmp_path, "render-prompts", "song")
+    assert result.exit_code == 2 and "must name a file inside" in result.stderr
+    assert not (media / "prompt_images").exists()
+    assert tree(tmp_path) == before
+
+
+def test_song_wide_mask_outside_is_refused(tmp_path: Path) -> None:
+    settings = {"default": {**CNET["default"], "mask_image": "../secret"}}
+    meta, _ = write_song(tmp_path, sheet="name,prompt,seeds\nluna,a moon,1001\n",
+                         settings=settings, scenes=",scene,duration,section\n0,luna,0,1\n")
+    (meta / "masks").mkdir()
+    Image.new("RGBA", (16, 16)).save(meta / "secret.png")
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2 and "must name a file inside" in result.stderr
