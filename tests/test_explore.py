@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from PIL import Image
-from songs import env_for, write_song
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
+from songs import env_for, write_song
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from PIL import Image
-from songs import SETTINGS, env_for, write_song
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
+from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()
 SHEET = "name,prompt,seeds\nluna,a moon,0001 1002 1003 1004 1005\nsun,a sun,2001 2002\n"

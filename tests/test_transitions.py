@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from songs import SETTINGS, env_for, write_song
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
+from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()
 FRAME_SETTINGS = {"default": {**SETTINGS["default"], "interpolation_steps": 6}}
