@@ -257,3 +257,59 @@ def test_json_settings_roundtrip_is_the_source_of_truth(tmp_path: Path) -> None:
     write_song(tmp_path, settings=json.dumps({"default": {"model_string": "tiny",
                                                           "res_width": "abc"}}))
     assert "res_width" in errors_of(tmp_path)
+
+
+def test_every_wild_case_at_once(tmp_path: Path) -> None:
+    """One song folder with every quirk song-format.md lists, loaded in one go."""
+    from PIL import Image
+
+    sheet = (
+        "\ufeffname,prompt,seeds,guidance_scale,negative_prompt,mask,cnet_scale,,\r\n"
+        'cloud goddess,"a goddess, in clouds","4440123456, 0007",7.5,,shapes/square,0.8,,\r\n'
+        ",,,,,,,,\r\n"
+        'sun,a sun,"6497,3676",8,"blurry, dark",,,,\r\n'
+        "star,a star,5842234013956479 12,,,,0,,\r\n"
+        "sun,duplicate sun,1 2,,,,,,\r\n"
+        "comet,not explored yet,,,,,,,\r\n"
+    )
+    scenes = (
+        "0,scene,duration,section,start,avoid, \n"
+        '0,cloud goddess,1,1,cloud goddess_4440,, \n'
+        "\n"
+        '1,sun,1,1,"sun_6497, sun_3676",,\n'
+        "2,picks,0,2,random,,\n"
+        "3,star,1,2,,star_5842,\n"
+    )
+    flat = {"song_name": "wild", "res_height": 564, "res_width": 1024, "model_string": "tiny",
+            "controlnet_string": "tiny", "cnet_image": "blank", "interpolation_steps": 30,
+            "inference_steps": 20, "seed_delimiter": " ", "mystery": 1,
+            "pipe_kwargs": {"negative_prompt": "ugly", "control_guidance_end": 0.8}}
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="32" height="18">'
+           '<rect x="4" y="4" width="8" height="8" fill="white"/></svg>')
+    meta, media = write_song(tmp_path, sheet=sheet.encode(), scenes=scenes, settings=flat,
+                             extra={"masks/blank.svg": svg,
+                                    "scene_sequence_alt.csv": scenes})
+    (meta / "masks/shapes").mkdir()
+    Image.new("RGBA", (1024, 576), (255, 255, 255, 255)).save(meta / "masks/shapes/square.png")
+    picks = media / "scenes" / "picks"
+    picks.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(picks / "comet_99.png")
+    song = load(tmp_path)
+    assert song.prompts["cloud goddess"].seeds == (4440123456, 7)
+    assert song.prompts["sun"].prompt == "a sun"  # first of the duplicate rows
+    assert song.prompts["star"].seeds == (5842234013956479, 12)
+    assert song.profile.res_height == 560 and song.profile.num_inference_steps == 20
+    assert song.profile.mask_image == "blank" and song.profile.control_guidance_end == 0.8
+    assert song.negative(song.prompts["sun"]) == "blurry, dark"
+    assert song.negative(song.prompts["star"]) == "ugly"
+    assert song.cnet_scale(song.prompts["star"]) == 0.0
+    assert [s.name for s in song.scenes] == ["cloud goddess", "sun", "picks", "star"]
+    assert song.scenes[0].start == (ImageId("cloud goddess", 4440123456),)
+    assert len(song.scenes[1].start) == 2
+    assert song.scenes[2].images == (ImageId("comet", 99),)
+    assert song.scenes[3].avoid == frozenset({ImageId("star", 5842234013956479)})
+    text = "\n".join(song.warnings)
+    assert "duplicate prompt name 'sun'" in text and "'mystery'" in text and "564" in text
+    from sdmorph.song import mask_problems
+
+    assert mask_problems(song) == []

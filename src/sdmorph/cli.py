@@ -382,6 +382,10 @@ def transitions(
     pairs, _ = planned_pairs(loaded)
     renderer = renderer_for(ctx, loaded, model, device, compile)
     _render_transitions(renderer, store, pairs, batch_of(renderer, batch_size), force)
+    if not render_only:
+        from sdmorph.planning import draw_graphs
+
+        draw_graphs(loaded, plan.paths[0], store)  # now marking what was rendered
 
 
 def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size: int,

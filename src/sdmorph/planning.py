@@ -61,14 +61,19 @@ def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Pl
                                            resolve=resolver(song))
     pairs = [row.images() for row in [*intra, *inter] if row.compute == "y"]
     skipped = [row.images() for row in [*intra, *inter] if row.compute != "y"]
-    story = song.media_dir / "story"
-    exists = complete_pairs(store)
     files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
              write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
-    write_gexf(build_graph(song.scenes), story / "graph.gexf", paths[0], exists)
-    draw_plan(song.scenes, paths[0], exists, story / "plan_graph.png")
-    files += [story / "graph.gexf", story / "plan_graph.png"]
+    files += draw_graphs(song, paths[0], store)
     return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
+
+
+def draw_graphs(song: Song, path: list[Hop], store: TransitionStore) -> list[Path]:
+    """story/graph.gexf and story/plan_graph.png, marking what is rendered now."""
+    story = song.media_dir / "story"
+    exists = complete_pairs(store)
+    write_gexf(build_graph(song.scenes), story / "graph.gexf", path, exists)
+    draw_plan(song.scenes, path, exists, story / "plan_graph.png")
+    return [story / "graph.gexf", story / "plan_graph.png"]
 
 
 def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:

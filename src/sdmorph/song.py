@@ -271,12 +271,20 @@ def scenes_file(meta_song: Path, scenes: str | None) -> Path:
     """`scene_sequence.csv`, or `scene_sequence_<NAME>.csv` when a variant is selected."""
     name = f"scene_sequence_{scenes}.csv" if scenes else SCENES_FILE
     path = meta_song / name
-    if path.is_file():
+    if _exists(path.is_file):
         return path
     variants = sorted(p.name for p in meta_song.glob("scene_sequence*.csv"))
     hint = (f"variants here: {', '.join(variants)} (select one with --scenes NAME)"
             if variants else "no scene sequence files here")
     raise SongError(Problem(f"missing {name}; {hint}", file=path))
+
+
+def _exists(check: Callable[[], bool]) -> bool:
+    """`path.is_file`/`is_dir`, where a name the file system rejects (too long) is absent."""
+    try:
+        return check()
+    except OSError:
+        return False
 
 
 def load_scene_rows(path: Path) -> tuple[list[SceneRow], list[Problem], list[str]]:
@@ -394,7 +402,7 @@ def _scene_images(row: SceneRow, prompts: dict[str, PromptDef], media_song: Path
         ctx.problem(f"scene {row.scene!r} is not a prompt name in the sheet, and as a folder "
                     f"it would lie outside {media_song / 'scenes'}", row.row, "scene")
         return None
-    if folder.is_dir():
+    if _exists(folder.is_dir):
         images = folder_scene_images(folder, prompts, ctx, row.row)
         if not images:
             ctx.problem(f"scene folder {folder} holds no <prompt>_<seed>.png images",
