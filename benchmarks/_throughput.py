@@ -227,3 +227,35 @@ def compare(size: int, frames: int, repeats: int, steps: int = 10, guidance: flo
         max_pixel_diff=diff,
         batch_size=batch_size or default_batch_size(engine.device),
     )
+
+
+# --------------------------------------------------------------------- model calls per frame
+
+
+@dataclass(frozen=True)
+class Counts:
+    transitions: int
+    keyframes: int  # distinct images the transitions start or end on
+    frames: int  # frames written into transition folders
+    unet_evals: int
+    vae_decodes: int
+    expected_unet: int  # if every keyframe is rendered once and every frame between once
+    expected_vae: int
+
+
+def count_model_calls(root: Path, size: int = 64, frames: int = 8, steps: int = 10,
+                      paths: int = 3) -> Counts:
+    """A small song whose planned paths share keyframes, rendered through sdmorph's path."""
+    from sdmorph.plan import plan_paths, union_transitions
+
+    spec = SongSpec(size=size, frames=frames, steps=steps, prompts=3, seeds_per_prompt=3,
+                    duration=1)
+    meta, media = write_song(root / "plan", spec)
+    pairs = union_transitions(plan_paths(load_song(meta, media).scenes, 0, paths))
+    engine = Engine("tiny", device="cpu")
+    run = sdmorph_transitions(engine, spec, root / "render", pairs=pairs)
+    keyframes = len({image for pair in pairs for image in pair})
+    decodes = keyframes + len(pairs) * (frames - 2)
+    cfg = 2 if spec.guidance > 1 else 1
+    return Counts(len(pairs), keyframes, run.frames, run.unet_evals, run.vae_decodes,
+                  decodes * steps * cfg, decodes)

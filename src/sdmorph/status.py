@@ -41,8 +41,9 @@ from sdmorph.planfiles import (
     read_story,
     read_transition_tables,
 )
+from sdmorph.planning import open_store
 from sdmorph.song import SCENES_FILE, Song, resolver
-from sdmorph.store import FolderInfo, TransitionManifest, TransitionStore, png_complete
+from sdmorph.store import FolderInfo, TransitionManifest, png_complete
 
 KEYFRAMES_DIR = "prompt_images"
 MOVIE_SUFFIXES = (".mov", ".mp4")
@@ -394,9 +395,6 @@ class _Survey:
     plan_problems: list[str]
 
 
-def open_store(song: Song) -> TransitionStore:
-    return TransitionStore(song.media_dir, song.seeds_by_prompt(),
-                           song.profile.interpolation_steps)
 
 
 def _survey(song: Song, model: str | None) -> _Survey:
