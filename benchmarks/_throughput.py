@@ -239,7 +239,7 @@ class Counts:
     frames: int  # frames written into transition folders
     unet_evals: int
     vae_decodes: int
-    expected_unet: int  # if every keyframe is rendered once and every frame between once
+    expected_unet: int  # if every keyframe and every frame between is rendered exactly once
     expected_vae: int
 
 
@@ -258,4 +258,11 @@ def count_model_calls(root: Path, size: int = 64, frames: int = 8, steps: int = 
     decodes = keyframes + len(pairs) * (frames - 2)
     cfg = 2 if spec.guidance > 1 else 1
     return Counts(len(pairs), keyframes, run.frames, run.unet_evals, run.vae_decodes,
-                  decodes * steps * cfg, decodes)
+                  decodes * unet_calls(engine, steps) * cfg, decodes)
+
+
+def unet_calls(engine: Engine, steps: int) -> int:
+    """UNet calls per image: the scheduler's timesteps (PNDM runs `steps + 1` of them)."""
+    scheduler = type(engine.pipe.scheduler).from_config(engine.pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)

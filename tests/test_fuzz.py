@@ -424,8 +424,6 @@ def test_transition_tables(intra: bytes | None, inter: bytes | None) -> None:
         assert all(len(pair) in (1, 2) for pair in skipped)
 
 
-@pytest.mark.xfail(strict=True, reason="planning.planned_pairs must name the table and row "
-                   "(as status.py does); lead to fix, then drop this mark")
 def test_planned_pairs_names_the_table_and_row(tmp_path: Path) -> None:
     song = dataclasses.replace(SONG, media_dir=tmp_path)  # type: ignore[type-var]
     table = tmp_path / "transition_meta" / "intrascene_transitions.csv"
@@ -547,8 +545,6 @@ def test_store_scan(folders: dict[str | bytes, dict[str, bytes]]) -> None:
 runner = CliRunner()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.reported and ui.warn print user text as rich "
-                   "markup: '[/x]' crashes, '[bold]' vanishes; lead to escape it, then drop this")
 def test_cli_prints_brackets_verbatim(tmp_path: Path) -> None:
     scenes = ",scene,duration,section,[/x]\n0,luna,1,1,\n1,sun,1,1,\n2,star,1,2,\n"
     write_song(tmp_path, scenes=scenes)

@@ -56,8 +56,7 @@ def reported(fn: F) -> F:
             return fn(*args, **kwargs)
         except SdmorphError as exc:
             for problem in exc.problems:
-                ui.err.print(f"[red]error:[/red] {problem}", markup=True, soft_wrap=True,
-                             highlight=False)
+                ui.error(str(problem))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             ui.err.print("interrupted: everything finished so far is kept; run the same "

@@ -30,6 +30,21 @@ NOISE_SOURCES = ("cuda", "cpu")
 _OOM_ERROR: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
+class DarkFrameError(RenderError):
+    """A frame came out NaN or black; callers say which image or transition frame it was."""
+
+    def __init__(self, position: int, what: str, device: str, dtype: str) -> None:
+        self.position = position
+        self.what = what
+        if dtype == "float16":
+            self.hint = ('usually float16 overflow: set "dtype": "float32" in the profile, or '
+                         "render on another device")
+        else:
+            self.hint = (f"the model produced it in {dtype} on {device}: check its weights and "
+                         "the settings (guidance, steps, scheduler)")
+        super().__init__(f"frame {position} of this batch came out {what}; {self.hint}")
+
+
 @dataclass(frozen=True)
 class FrameInput:
     """Everything one frame needs; interpolation between keyframes is the caller's job."""
@@ -297,10 +312,7 @@ class Engine:
         return processor.numpy_to_pil(arrays)
 
     def _fail_dark(self, position: int, what: str) -> None:
-        raise RenderError(
-            f"frame {position} of this batch came out {what} on {self.device} in {self.dtype}; "
-            "this is usually float16 overflow: render in float32 (dtype float32, or device cpu)"
-        )
+        raise DarkFrameError(position, what, self.device, str(self.dtype).replace("torch.", ""))
 
     def _check(self, frames: Sequence[FrameInput], job: _Job) -> None:
         if job.steps < 1:

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sdmorph.errors import SdmorphError
+from sdmorph.engine import DarkFrameError
+from sdmorph.errors import RenderError, SdmorphError
 from sdmorph.fsio import clean_temp_files
 from sdmorph.ids import ImageId
 from sdmorph.render import FrameWriter, Renderer, png_info
@@ -75,7 +76,12 @@ def render_keyframes(
     wanted = set(todo)
     with FrameWriter() as writer:
         for batch in chunks(renderer, todo, batch_size):
-            for image, picture in zip(batch, renderer.render_keyframes(batch), strict=True):
+            try:
+                pictures = renderer.render_keyframes(batch)
+            except DarkFrameError as exc:
+                raise RenderError(f"keyframe {batch[exc.position].stem} came out {exc.what}; "
+                                  f"{exc.hint}") from None
+            for image, picture in zip(batch, pictures, strict=True):
                 if image not in wanted:
                     continue
                 writer.put(renderer.keyframe_path(image), picture,

@@ -36,12 +36,15 @@ def find_mask(masks_dir: Path, name: str) -> Path | None:
         path = masks_dir / candidate
         try:
             inside(masks_dir, path)
+            if path.is_file():
+                return path
         except SdmorphError:
             raise SongError(
                 f"mask '{name}': must name a file inside {masks_dir} (like shapes/square)"
             ) from None
-        if path.is_file():
-            return path
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise SongError(f"mask '{name[:60]}...': not a usable file name ({exc.strerror})"
+                            ) from None
     return None
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdmorph.errors import SdmorphError
+from sdmorph.errors import Problem, SdmorphError
 from sdmorph.graphviz import draw_plan, write_gexf
 from sdmorph.ids import ImageId
 from sdmorph.plan import Hop, build_graph, plan_paths
 from sdmorph.planfiles import (
+    INTER_FILE,
+    INTRA_FILE,
     META_FOLDER,
     read_transition_tables,
     write_planned_path,
@@ -87,6 +89,14 @@ def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
     resolve = resolver(song)
     todo: list[Pair] = []
     skipped: list[Pair] = []
-    for row in [*intra, *inter]:
-        (todo if row.compute == "y" else skipped).append(row.images(resolve))
+    problems: list[Problem] = []
+    for table, rows in ((meta / INTRA_FILE, intra), (meta / INTER_FILE, inter)):
+        for row in rows:
+            try:
+                (todo if row.compute == "y" else skipped).append(row.images(resolve))
+            except SdmorphError as exc:
+                problems.append(Problem(f"{exc} (plan again, or fix the row)", table, row.row,
+                                        "from_seed/to_seed"))
+    if problems:
+        raise SdmorphError(*problems)
     return todo, skipped

@@ -505,11 +505,20 @@ def mask_problems(song: Song, decode: bool = True) -> list[Problem]:
                                     "in the settings", song.sheet_path, prompt.row, "mask"))
             continue
         if name not in seen:
-            seen[name] = _checked_mask(song, name, decode, problems)
-        if seen[name] is None and column:
+            found: list[Problem] = []
+            seen[name] = _checked_mask(song, name, decode, found)
+            problems += [_at_row(p, song, prompt.row, column) for p in found]
+        elif seen[name] is None and column:
             problems.append(Problem(f"mask {name!r} not found in {song.masks_dir} "
                                     "(.png or .svg)", song.sheet_path, prompt.row, column))
     return problems
+
+
+def _at_row(problem: Problem, song: Song, row: int, column: str | None) -> Problem:
+    """Place a mask problem of a prompt's own mask at its sheet row and column."""
+    if column is None or problem.row is not None or problem.file is not None:
+        return problem
+    return Problem(problem.message, song.sheet_path, row, column)
 
 
 def _checked_mask(song: Song, name: str, decode: bool, problems: list[Problem]) -> Path | None:
@@ -524,6 +533,9 @@ def _checked_mask(song: Song, name: str, decode: bool, problems: list[Problem]) 
         if name == song.profile.mask_image:
             problems.append(Problem(f"song-wide mask {name!r} not found in {song.masks_dir} "
                                     "(.png or .svg)", song.meta_dir / "tgen_settings.json"))
+        else:
+            problems.append(Problem(f"mask {name!r} not found in {song.masks_dir} "
+                                    "(.png or .svg)"))
         return None
     if decode:
         try:

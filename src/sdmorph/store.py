@@ -23,6 +23,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +37,17 @@ from sdmorph import __version__
 from sdmorph.errors import RenderError, SdmorphError
 from sdmorph.fsio import (
     MAX_NAME_BYTES,
+    TMP_MARK,
+    WriteError,
     clean_temp_files,
     inside,
     is_temp,
+    make_dirs,
     safe_name,
     shorten,
     try_locked,
     write_text,
+    writing,
 )
 from sdmorph.ids import ImageId, transition_name
 from sdmorph.legacy import Unparsed, frame_files, frame_index, frame_name, parse_legacy_name
@@ -444,10 +450,12 @@ class TransitionStore:
         """
         self._check_writable(folder, manifest)
         previous = self._previous_manifest(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        clean_temp_files(folder)
         marker = manifest.model_copy(update={"complete": False, "kind": "sdmorph"})
-        marker.write(folder / PARTIAL_NAME)
+        if folder.is_dir():
+            clean_temp_files(folder)
+            marker.write(folder / PARTIAL_NAME)
+        else:
+            _create_with(folder, marker)
         # The marker is in place before the old manifest goes: the folder never looks
         # complete while its frames are being replaced.
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
@@ -528,6 +536,22 @@ class TransitionStore:
         manifest.write(target)
         self._refresh(info.path)
         return target
+
+
+def _create_with(folder: Path, marker: TransitionManifest) -> None:
+    """Create `folder` holding the marker, in one rename: a crash or a full disk never
+    leaves it empty (an empty folder with a transition's name reads as legacy work)."""
+    make_dirs(folder.parent)
+    with writing(folder, "cannot create the folder"):
+        staging = Path(tempfile.mkdtemp(prefix=".", suffix=TMP_MARK, dir=folder.parent))
+    try:
+        marker.write(staging / PARTIAL_NAME)
+        with writing(folder, "cannot create the folder"):
+            os.rename(staging, folder)
+    except WriteError as exc:  # name the folder, not the hidden staging one
+        raise WriteError(folder, "cannot create the folder", exc.reason) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _suffixed(base: str, suffix: str) -> str:

@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Literal
 
 from sdmorph import __version__
+from sdmorph.engine import DarkFrameError
+from sdmorph.errors import RenderError
 from sdmorph.ids import ImageId, transition_name
 from sdmorph.render import FrameWriter, Renderer, png_info
-from sdmorph.store import FolderInfo, TransitionManifest, TransitionStore
+from sdmorph.store import (
+    MANIFEST_NAME,
+    PARTIAL_NAME,
+    FolderInfo,
+    TransitionManifest,
+    TransitionStore,
+)
 
 Status = Literal["rendered", "done", "legacy", "stale", "incomplete-legacy", "busy", "failed"]
 
@@ -95,6 +103,7 @@ class TransitionRenderer:
     def render(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
         blocked = self.blocked(a, b)
         if blocked is not None:
+            self._tidy(a, b, blocked)
             return blocked
         with self.store.lock(a, b) as got:
             if not got:
@@ -102,6 +111,16 @@ class TransitionRenderer:
             # Another process may have finished it between our scan and taking the lock.
             self.store.refresh_pair(a, b)
             return self.blocked(a, b) or self._render_locked(a, b, writer)
+
+    def _tidy(self, a: ImageId, b: ImageId, done: Outcome) -> None:
+        """Drop the partial marker of a finished render killed between its last two steps
+        (manifest written, marker not yet removed), under the pair's lock."""
+        if done.status != "done" or done.folder is None or \
+                not (done.folder / PARTIAL_NAME).is_file():
+            return
+        with self.store.lock(a, b) as got:
+            if got and _finished_marker(done.folder):
+                (done.folder / PARTIAL_NAME).unlink(missing_ok=True)
 
     def _render_locked(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
         recipe = self.renderer.transition_recipe(a, b, self.frames)
@@ -114,7 +133,12 @@ class TransitionRenderer:
             todo = [i for i in batch if i in missing]
             if not todo:
                 continue
-            pictures = self.renderer.render(self._inputs(a, b, batch))
+            try:
+                pictures = self.renderer.render(self._inputs(a, b, batch))
+            except DarkFrameError as exc:
+                raise RenderError(f"transition '{transition_name(a, b)}' frame "
+                                  f"{batch[exc.position]} came out {exc.what}; {exc.hint}"
+                                  ) from None
             for index, picture in zip(batch, pictures, strict=True):
                 if index in missing:
                     writer.put(self.store.frame_path(folder, index), picture,
@@ -150,6 +174,17 @@ class TransitionRenderer:
         return {**self.renderer.settings(), "transition": transition_name(a, b),
                 "from": recipe["from"], "to": recipe["to"], "frame": index, "t": f"{t:.6f}",
                 "sdmorph_version": __version__}
+
+
+def _finished_marker(folder: Path) -> bool:
+    """Whether the folder's partial marker is of the very render its manifest completed."""
+    try:
+        done = TransitionManifest.read(folder / MANIFEST_NAME)
+        marker = TransitionManifest.read(folder / PARTIAL_NAME)
+    except (OSError, ValueError):
+        return False
+    return done.complete and (done.recipe_key, done.frames, done.pair) == (
+        marker.recipe_key, marker.frames, marker.pair)
 
 
 def render_all(

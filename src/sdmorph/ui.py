@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +25,12 @@ err = Console(stderr=True, highlight=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}", markup=True, soft_wrap=True)
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """One error line; user text is escaped so `[bold]` in a cell prints as written."""
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -60,7 +66,7 @@ def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     out = Table(title=title, title_justify="left")
     for column in columns:
-        out.add_column(column)
+        out.add_column(escape(column))
     for row in rows:
-        out.add_row(*(str(cell) for cell in row))
+        out.add_row(*(escape(str(cell)) for cell in row))
     console.print(out)

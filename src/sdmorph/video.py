@@ -578,7 +578,9 @@ class _Job:
     def open(self, outputs: Sequence[_Output]) -> list[_Ffmpeg]:
         started = []
         for out in outputs:
-            tmp = self.stack.enter_context(atomic_path(out.target))
+            # Unlocked: a story may have hundreds of clips open at once, and the movie
+            # holds its story folder's lock anyway.
+            tmp = self.stack.enter_context(atomic_path(out.target, lock=False))
             proc = _Ffmpeg(self._command(out, tmp), out.target)
             self.outputs.append((out, tmp))
             self.procs.append(proc)

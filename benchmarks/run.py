@@ -1,0 +1,248 @@
+"""sdmorph's benchmark suite (`make bench`): measures, prints a table, saves JSON.
+
+    .venv/bin/python benchmarks/run.py            # the full run (~5-10 min on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # a short smoke run (~1 min)
+    .venv/bin/python benchmarks/run.py --only throughput planning
+
+Every timing that is compared is a ratio of two timings taken in the same run, so the
+machine's speed cancels; steady throughput is measured at the margin (time for 2N frames
+minus time for N), so start-up cancels too. Results go to benchmarks/results/latest.json.
+See benchmarks/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import Figure, check, machine_info, mb  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+console = Console()
+SECTIONS = ("throughput", "counts", "planning", "movie", "memory")
+THREADS = 2
+SIZES = (128, 256)
+SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
+OVERHEAD_TARGET = 1.10
+PLAN_SIZES = ((10, 5), (50, 20), (200, 30))
+PLAN_TARGET = {(50, 20): 1.0}
+MOVIE_MEMORY_TARGET = 1.2
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work each section does: --quick shrinks it."""
+
+    frames: int  # N: transitions of N and 2N frames are timed
+    repeats: int  # each timing is the best of this many (interleaved) runs
+    movie_frames: tuple[int, int]
+    memory_size: int
+    memory_frames: int
+
+
+FULL = Scale(frames=16, repeats=3, movie_frames=(500, 5000), memory_size=256, memory_frames=18)
+QUICK = Scale(frames=4, repeats=1, movie_frames=(100, 1000), memory_size=128, memory_frames=6)
+
+
+def log(text: str) -> None:
+    console.print(f"[dim]{text}[/dim]", highlight=False)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def bench_throughput(scale: Scale, batch_size: int | None) -> list[Figure]:
+    """Figures 1 and 2: sdmorph vs the old loop, and sdmorph's wall time over model time."""
+    from _throughput import compare
+
+    figures: list[Figure] = []
+    for size in SIZES:
+        log(f"transitions at {size}x{size}: old loop vs sdmorph, N={scale.frames}")
+        c = compare(size, scale.frames, scale.repeats, batch_size=batch_size, log=log)
+        target = SPEEDUP_TARGET[size]
+        extra = {"old_fps": c.old.steady_fps, "sdmorph_fps": c.new.steady_fps,
+                 "batch_size": c.batch_size, "max_pixel_diff": c.max_pixel_diff,
+                 "old_seconds": [c.old.short.seconds, c.old.long.seconds],
+                 "sdmorph_seconds": [c.new.short.seconds, c.new.long.seconds],
+                 "sdmorph_model_seconds": [c.new.short.model_seconds, c.new.long.model_seconds],
+                 "frames": [c.new.short.frames, c.new.long.frames]}
+        figures.append(Figure(
+            f"speedup_{size}", f"transition throughput {size}px, sdmorph / old loop", c.ratio,
+            "x", f">= {target}", check(c.ratio, ">=", target),
+            f"{c.new.steady_fps:.1f} vs {c.old.steady_fps:.1f} frames/s, batch {c.batch_size}, "
+            f"max pixel diff {c.max_pixel_diff}", extra))
+        overhead = c.new.steady_overhead
+        whole = c.new.long.seconds / c.new.long.model_seconds
+        figures.append(Figure(
+            f"overhead_{size}", f"sdmorph wall / model time {size}px", overhead, "x",
+            f"<= {OVERHEAD_TARGET}", check(overhead, "<=", OVERHEAD_TARGET),
+            f"steady; whole {2 * scale.frames}-frame run incl. keyframes: {whole:.2f}",
+            {"whole_run": whole}))
+    return figures
+
+
+def bench_counts(scale: Scale) -> list[Figure]:
+    """Figure 3: UNet evaluations and VAE decodes per output frame, from the engine counters."""
+    from _throughput import count_model_calls
+
+    log("model calls per frame: a 3x3-image song whose 3 planned paths share keyframes")
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        c = count_model_calls(Path(tmp), frames=8 if scale is FULL else 5)
+    shared = (f"{c.transitions} transitions of {c.frames // c.transitions} frames on "
+              f"{c.keyframes} keyframes")
+    return [
+        Figure("unet_per_frame", "UNet evaluations per output frame", c.unet_evals / c.frames,
+               "", f"= {c.expected_unet / c.frames:.2f}", c.unet_evals == c.expected_unet,
+               f"{c.unet_evals} in all; {shared}", asdict(c)),
+        Figure("vae_per_frame", "VAE decodes per output frame (keyframes once)",
+               c.vae_decodes / c.frames, "", f"= {c.expected_vae / c.frames:.2f}",
+               c.vae_decodes == c.expected_vae,
+               f"{c.vae_decodes} decodes = {c.keyframes} keyframes + frames between"),
+    ]
+
+
+def bench_planning(scale: Scale) -> list[Figure]:
+    """Figure 4: plan_paths and choose_story on synthetic songs of growing size."""
+    from _planning import time_planning
+
+    figures: list[Figure] = []
+    previous = None
+    for scenes, seeds in PLAN_SIZES:
+        log(f"planning {scenes} scenes x {seeds} seeds")
+        t = time_planning(scenes, seeds, repeats=1 if scale is QUICK else 3)
+        total = t.plan_seconds + t.story_seconds
+        growth = ""
+        if previous is not None:
+            growth = (f"; x{total / (previous.plan_seconds + previous.story_seconds):.1f} time "
+                      f"for x{t.edges / previous.edges:.1f} graph edges")
+        limit = PLAN_TARGET.get((scenes, seeds))
+        figures.append(Figure(
+            f"plan_{scenes}x{seeds}", f"plan_paths + choose_story, {scenes}x{seeds}",
+            total, "s", f"< {limit:g} s" if limit else "", total < limit if limit else None,
+            f"plan {t.plan_seconds * 1e3:.1f} ms, story {t.story_seconds * 1e3:.1f} ms, "
+            f"graph {t.graph_seconds * 1e3:.0f} ms{growth}", asdict(t)))
+        previous = t
+    return figures
+
+
+def bench_movie(scale: Scale) -> list[Figure]:
+    """Figure 5: encode_story frames/s and peak memory, short vs long story."""
+    from _movie import measure
+
+    timings = []
+    for frames in scale.movie_frames:
+        log(f"encoding {frames} frames of 128x128 (mjpeg + h264, 4 sections)")
+        with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+            timings.append(measure(Path(tmp), frames))
+    short, long = timings
+    ratio = long.peak_rss / short.peak_rss
+    figures = [
+        Figure(f"movie_fps_{t.frames}", f"movie encoding, {t.frames} frames", t.fps, "frames/s",
+               "", None, f"{t.seconds:.1f} s, {t.videos} videos, peak {mb(t.peak_rss):.0f} MB",
+               asdict(t))
+        for t in timings
+    ]
+    figures.append(Figure(
+        "movie_memory", f"movie peak memory {long.frames} / {short.frames} frames", ratio, "x",
+        f"<= {MOVIE_MEMORY_TARGET}", check(ratio, "<=", MOVIE_MEMORY_TARGET),
+        f"{mb(long.peak_rss):.0f} MB vs {mb(short.peak_rss):.0f} MB (encoder + ffmpegs)"))
+    return figures
+
+
+def bench_memory(scale: Scale) -> list[Figure]:
+    """Figure 6: peak memory of a whole `sdmorph transitions` run at the default batch size."""
+    from _memory import transitions_run
+    from _song import SongSpec
+
+    spec = SongSpec(size=scale.memory_size, frames=scale.memory_frames, prompts=2,
+                    seeds_per_prompt=2, duration=1)
+    log(f"`sdmorph transitions` on a 2x2-image song at {spec.size}px, {spec.frames} frames each")
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        r = transitions_run(Path(tmp), spec)
+    return [Figure("transitions_peak_rss", f"peak memory of `sdmorph transitions`, {r.size}px",
+                   mb(r.peak_rss), "MB", "", None,
+                   f"{r.transitions} transitions, {r.frames} frames in {r.seconds:.1f} s, "
+                   "default batch size", asdict(r))]
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.2f}"
+
+
+def print_table(figures: list[Figure], title: str) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in ("figure", "measured", "target", "result", "detail"):
+        table.add_column(column, overflow="fold", justify="right" if column == "measured"
+                         else "left")
+    for f in figures:
+        result = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: "[dim]-[/dim]"}
+        table.add_row(f.name, f"{_fmt(f.measured)} {f.unit}".strip(), f.target,
+                      result[f.passed], f.detail)
+    console.print(table)
+
+
+def save(figures: list[Figure], args: argparse.Namespace, seconds: float) -> Path:
+    from sdmorph.fsio import write_text
+
+    data = {"machine": machine_info(), "quick": args.quick, "seconds": seconds,
+            "figures": [f.as_dict() for f in figures]}
+    write_text(args.json, json.dumps(data, indent=2, default=str) + "\n")
+    return args.json
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="sdmorph benchmarks (CPU, tiny model)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~1 min)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="sdmorph's frames per model call (default: sdmorph's default)")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    torch.set_num_threads(THREADS)  # both sides alike, whatever the machine has
+    scale = QUICK if args.quick else FULL
+    runners: dict[str, Callable[[], list[Figure]]] = {
+        "throughput": lambda: bench_throughput(scale, args.batch_size),
+        "counts": lambda: bench_counts(scale),
+        "planning": lambda: bench_planning(scale),
+        "movie": lambda: bench_movie(scale),
+        "memory": lambda: bench_memory(scale),
+    }
+    started = time.perf_counter()
+    figures: list[Figure] = []
+    for name in SECTIONS:
+        if name in args.only:
+            figures += runners[name]()
+    seconds = time.perf_counter() - started
+    info = machine_info()
+    print_table(figures, f"sdmorph benchmarks{' (quick)' if args.quick else ''}: "
+                f"{info['cpu_count']} CPUs, torch {info.get('torch')} x{THREADS} threads, "
+                f"{seconds:.0f} s")
+    console.print(f"saved {save(figures, args, seconds)}")
+    return 1 if any(f.passed is False for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
