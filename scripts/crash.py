@@ -25,6 +25,7 @@ many and prints a table (kill points survived, mismatching rounds, time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -66,18 +67,25 @@ _SKIPPED_PARTS = {".locks", ".sdmorph"}  # lock files; the frame-check cache (mt
 
 @dataclass(frozen=True)
 class Stage:
-    """One command, and the folders (relative to the song root) where its progress shows."""
+    """One command, and the folders (relative to the song root) where its progress shows.
+
+    `ctrl_c`: also interrupt it with SIGINT while it works. Stages whose work is one short
+    write at the end (movie, keep) would mostly be hit before the command starts or after it
+    finished, where Python, not sdmorph, answers Ctrl-C.
+    """
 
     name: str
     args: tuple[str, ...]
     watch: tuple[str, ...]
+    ctrl_c: bool = False
 
 
 STAGES = (
-    Stage("render-prompts", ("render-prompts", SONG), (f"media/{SONG}/prompt_images",)),
+    Stage("render-prompts", ("render-prompts", SONG), (f"media/{SONG}/prompt_images",),
+          ctrl_c=True),
     Stage("transitions", ("transitions", SONG),
           (f"media/{SONG}/transition_images", f"media/{SONG}/transition_meta",
-           f"media/{SONG}/story")),
+           f"media/{SONG}/story"), ctrl_c=True),
     Stage("movie", ("movie", SONG), (f"media/{SONG}/stories", f"media/{SONG}/story")),
     Stage("explore --keep", ("explore", SONG, "-p", KEEP_PROMPT, "--keep", "42", "43"),
           (f"meta/{SONG}",)),
@@ -91,7 +99,7 @@ class Kill:
 
     `when` "time": at uniform(lo, hi) x the reference run's seconds after the start;
     "files": once k files appeared or changed, k = ceil(uniform(lo, hi) x the outputs still
-    missing), at least 1.
+    missing), at least 1. A Ctrl-C comes before the last output, while work remains.
     """
 
     when: str
@@ -119,7 +127,7 @@ class Round:
 
     stage: str
     kills: list[str] = field(default_factory=list)  # interruptions delivered
-    problems: list[str] = field(default_factory=list)  # invariants broken after a kill, or at the end
+    problems: list[str] = field(default_factory=list)  # broken invariants (after kills, at the end)
     mismatches: list[str] = field(default_factory=list)  # outputs that differ from the reference
     seconds: float = 0.0
 
@@ -166,10 +174,8 @@ def settle(pgid: int, timeout: float = 10.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.01)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # ---------------------------------------------------------------- files
@@ -291,7 +297,8 @@ def broken_file(path: Path) -> str | None:
 def incomplete_finished_folders(root: Path) -> list[str]:
     """Transition folders whose manifest says complete, yet lack a whole frame."""
     out = []
-    for manifest in sorted((root / "media" / SONG / "transition_images").glob(f"*/{MANIFEST_NAME}")):
+    store = root / "media" / SONG / "transition_images"
+    for manifest in sorted(store.glob(f"*/{MANIFEST_NAME}")):
         frames = json.loads(manifest.read_bytes())["frames"]
         missing = [i for i in range(frames) if not png_complete(manifest.parent / frame_name(i))]
         if missing:
@@ -382,7 +389,10 @@ def trigger_for(kill: Kill, root: Path, ref: Reference, rng: random.Random) -> C
         deadline = time.monotonic() + rng.uniform(lo, hi) * ref.seconds
         return lambda: time.monotonic() >= deadline
     base = file_states(root, ref.stage.watch)
-    k = max(1, math.ceil(rng.uniform(lo, hi) * missing_outputs(root, ref)))
+    missing = missing_outputs(root, ref)
+    k = max(1, math.ceil(rng.uniform(lo, hi) * missing))
+    if kill.sig != signal.SIGKILL:
+        k = max(1, min(k, missing - 1))
     return lambda: len(file_states(root, ref.stage.watch) - base) >= k
 
 
@@ -489,14 +499,17 @@ def keep_race(root: Path, processes: int, victims: int, rng: random.Random,
 # ---------------------------------------------------------------- the script
 
 
-def kill_plan(n: int, rng: random.Random, sigint_every: int = 5) -> list[Kill]:
-    """`n` kill points: by time and by files in turn; every `sigint_every`-th a Ctrl-C."""
+def kill_plan(stage: Stage, n: int, rng: random.Random, sigint_every: int = 5) -> list[Kill]:
+    """`n` kill points, half by time, half by files; every `sigint_every`-th by files a
+    Ctrl-C when the stage takes one."""
     plan = []
     for i in range(n):
-        when = "time" if i % 2 == 0 else "files"
-        sig = signal.SIGINT if sigint_every and i % sigint_every == sigint_every - 1 else \
-            signal.SIGKILL
-        plan.append(Kill(when, sig))
+        if i % 2 == 0:
+            plan.append(Kill("time"))
+        elif stage.ctrl_c and sigint_every and (i // 2) % sigint_every == sigint_every - 1:
+            plan.append(Kill("files", signal.SIGINT))
+        else:
+            plan.append(Kill("files"))
     rng.shuffle(plan)
     return plan
 
@@ -518,7 +531,7 @@ def soak(ref: Reference, workdir: Path, kills: int, per_round: int,
     """Rounds of `per_round` kill points until `kills` were delivered."""
     summary = StageSummary(ref.stage.name)
     began = time.perf_counter()
-    plan = kill_plan(kills, rng)
+    plan = kill_plan(ref.stage, kills, rng)
     attempts = 0
     while summary.kills < kills and attempts < 4 * kills:
         todo = plan[summary.kills : summary.kills + per_round]
