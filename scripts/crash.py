@@ -56,7 +56,7 @@ from songs import SETTINGS, SHEET, env_for, write_song  # noqa: E402
 
 SONG = "song"
 KEEP_PROMPT = "luna"
-CRASH_SETTINGS = {"default": {**SETTINGS["default"], "interpolation_steps": 7,
+CRASH_SETTINGS = {"default": {**SETTINGS["default"], "interpolation_steps": 6,
                               "pipe_kwargs": {"num_inference_steps": 2}}}
 INTERRUPTED = ("interrupted: everything finished so far is kept; run the same command again "
                "to resume")
@@ -335,7 +335,7 @@ def check_interrupted(kill: Kill, code: int | None, out: str) -> list[str]:
         problems.append("Ctrl-C: the 'interrupted: ...' line is not printed exactly once")
     if "Traceback" in out:
         problems.append("Ctrl-C printed a traceback")
-    return [f"{p}:\n{out[-2000:]}" for p in problems[:1]] + problems[1:]
+    return problems
 
 
 # ---------------------------------------------------------------- references
@@ -410,6 +410,8 @@ def run_round(ref: Reference, root: Path, kills: Sequence[Kill], rng: random.Ran
         delivered = interrupt(proc, kill, trigger)
         out = finish(proc)
         settle(proc.pid)
+        if proc.returncode == 0 and INTERRUPTED not in out:
+            delivered = False  # it exited just before the signal came
         if not delivered:
             finished = True
             if proc.returncode != 0:
@@ -417,7 +419,8 @@ def run_round(ref: Reference, root: Path, kills: Sequence[Kill], rng: random.Ran
             break
         result.kills.append(str(kill))
         where = f"after {kill} #{len(result.kills)}"
-        result.problems += [f"{where}: {p}" for p in check_interrupted(kill, proc.returncode, out)]
+        said = check_interrupted(kill, proc.returncode, out)
+        result.problems += [f"{where}: {p}" for p in said] + ([out[-2000:]] if said else [])
         result.problems += [f"{where}: {p}" for p in check_after_kill(root, sheet)]
     if not finished:
         code, out, _ = run(root, ref.stage.args)

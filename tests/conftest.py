@@ -13,6 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Tests never reach the hub, and torch uses a fixed thread count so renders are repeatable.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Two xdist workers on two cores: one torch thread each (and in the subprocesses tests start)
+# avoids oversubscription; byte comparisons always compare runs with the same thread count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -20,13 +20,15 @@ import pytest
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
-from sdmorph.fsio import atomic_path, clean_temp_files, fcntl, is_temp, write_text
+from sdmorph.fsio import atomic_path, clean_temp_files, is_temp, write_text
 from sdmorph.store import MANIFEST_NAME, PARTIAL_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import crash  # noqa: E402
 
 RETRIES = 3  # a fast command can end before a kill point comes: run the round again
+# Temporary files are locked while written only where fcntl exists.
+NO_LOCKS = pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks on Windows")
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +47,17 @@ def test_killed_and_rerun_ends_like_an_unbroken_run(
     stage: crash.Stage, references: dict[str, crash.Reference], tmp_path: Path
 ) -> None:
     rng = random.Random(17)
+    kills = kills_for(stage)
     for attempt in range(RETRIES):
-        root = tmp_path / f"round-{attempt}"
-        result = crash.run_round(references[stage.name], root, kills_for(stage), rng)
-        if result.kills and result.kills[0] == str(kills_for(stage)[0]):
+        result = crash.run_round(references[stage.name], tmp_path / f"{attempt}", kills, rng)
+        if result.kills[:1] == [str(kills[0])]:
             break
-    assert result.kills[0] == str(kills_for(stage)[0]), result.kills
+    assert result.kills[:1] == [str(kills[0])], result.kills
     assert not result.problems, "\n".join(result.problems)
     assert not result.mismatches, "\n".join(result.mismatches)
-    assert result.mismatches == crash.differences(
-        crash.outputs(root, [*references[stage.name].roots, root]),
-        references[stage.name].after)
 
 
-def test_ctrl_c_says_how_to_resume_without_a_traceback() -> None:
+def test_the_ctrl_c_check_catches_tracebacks_and_wrong_exit_codes() -> None:
     interrupted = crash.Kill("files", signal.SIGINT)
     assert crash.check_interrupted(interrupted, 130, f"keyframes ...\n{crash.INTERRUPTED}\n") == []
     traceback = f"Traceback (most recent call last):\nKeyboardInterrupt\n{crash.INTERRUPTED}\n"
@@ -94,12 +93,12 @@ def test_render_killed_between_manifest_and_marker_is_tidied(
     assert result.exit_code == 0, result.output
     assert not (finished / PARTIAL_NAME).exists()
     assert (other / PARTIAL_NAME).exists()
-    after = crash.outputs(root, [root])
-    assert {k: v for k, v in before.items() if PARTIAL_NAME not in k or str(other) in k} == {
-        k: v for k, v in after.items() if PARTIAL_NAME not in k or str(other) in k}
+    unmarked = [{k: v for k, v in files.items() if not k.endswith(f"/{PARTIAL_NAME}")}
+                for files in (before, crash.outputs(root, [root]))]
+    assert unmarked[0] == unmarked[1]  # nothing was rendered again
 
 
-@pytest.mark.skipif(fcntl is None, reason="temporary files are locked only where fcntl exists")
+@NO_LOCKS
 def test_rewriting_a_file_removes_temp_files_killed_writes_left(tmp_path: Path) -> None:
     dead = tmp_path / ".plan.csv.k1ll3d_.sdmorph-tmp.csv"
     dead.write_text("half a plan")
@@ -110,7 +109,7 @@ def test_rewriting_a_file_removes_temp_files_killed_writes_left(tmp_path: Path) 
     assert (tmp_path / "plan.csv").read_text() == "a,b\n"
 
 
-@pytest.mark.skipif(fcntl is None, reason="temporary files are locked only where fcntl exists")
+@NO_LOCKS
 def test_cleaning_spares_a_write_under_way(tmp_path: Path) -> None:
     target = tmp_path / "frame000001.png"
     with atomic_path(target) as tmp:

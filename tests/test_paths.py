@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from sdmorph.cli import app
 from sdmorph.fsio import safe_name
+from sdmorph.ids import ImageId
+from sdmorph.legacy import frame_name
+from sdmorph.store import TransitionManifest, TransitionStore
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()
@@ -28,6 +34,16 @@ LONG = "a very long name " + "ü" * 120 + " 🌙" * 30  # well over 255 bytes in
 ESCAPE = "../../escape"
 ABSOLUTE = f"/tmp/sdmorph-evil-{uuid.uuid4().hex}"
 NAMES = [ESCAPE, ABSOLUTE, 'a:b\\c|d?*<e>"f', "nul\x00name", "..", "naïve moon 🌙", LONG]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from more threads, and on a busy 2-core machine spinning
+    threads slow it down several times over."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def csv_cell(text: str) -> str:
@@ -111,9 +127,22 @@ def test_explore_new_long_prompt_and_keep(tmp_path: Path) -> None:
     assert_only_inside(tmp_path, before)
 
 
+def fake_transitions(media: Path) -> None:
+    """The path through every scene, on disk as sdmorph writes it (plain frames, no model)."""
+    images = [ImageId(name, 100 + i) for i, name in enumerate(NAMES)] + [ImageId(LONG, 999)]
+    store = TransitionStore(media, {}, 3)
+    for k, (a, b) in enumerate(zip(images, images[1:], strict=False)):
+        folder = store.folder_for(a, b)
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (64, 64), (30 * k, 100 * i, 50)).save(folder / frame_name(i))
+        TransitionManifest(from_image=a, to_image=b, frames=3, complete=True,
+                           recipe={"test": k}).write(folder / "manifest.json")
+
+
 def test_story_name_stays_inside(tmp_path: Path) -> None:
     meta, media = nasty_song(tmp_path)
-    assert invoke(tmp_path, "transitions", "song").exit_code == 0
+    fake_transitions(media)
     before = tree(tmp_path)
     result = invoke(tmp_path, "movie", "song", "--name", "../../evil story", "--codec",
                     "mjpeg", "--no-audio")
@@ -122,6 +151,20 @@ def test_story_name_stays_inside(tmp_path: Path) -> None:
     assert (story / f"trans_sequence_{safe_name('../../evil story')}.csv").is_file()
     assert list(story.rglob("*.mov"))
     assert_only_inside(tmp_path, before)
+
+
+def test_plan_picture_takes_any_name(tmp_path: Path) -> None:
+    names = ["a $\\frac$ b", "moon 🌙"]
+    sheet = "name,prompt,seeds\n" + "".join(f"{csv_cell(n)},x,{i} 9{i}\n"
+                                            for i, n in enumerate(names))
+    scenes = ",scene,duration,section\n" + "".join(f"{i},{csv_cell(n)},1,1\n"
+                                                   for i, n in enumerate(names))
+    _, media = write_song(tmp_path, sheet=sheet, scenes=scenes, settings=TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # users would see it on the terminal
+        result = invoke(tmp_path, "transitions", "song", "--plan-only")
+    assert result.exit_code == 0, result.output
+    assert (media / "story" / "plan_graph.png").is_file()
 
 
 @pytest.mark.parametrize("scene", ["../../outside", "../outside", "/etc", "a/../../../outside"])

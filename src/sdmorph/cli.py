@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,14 @@ def reported(fn: F) -> F:
             ui.err.print("interrupted: everything finished so far is kept; run the same "
                          "command again to resume", soft_wrap=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+            if os.environ.get("SDMORPH_DEBUG"):
+                raise
+            ui.error(f"unexpected {type(exc).__name__}: {exc} (this is a bug in sdmorph: please "
+                     "report it with the command you ran; SDMORPH_DEBUG=1 shows the traceback)")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -7,6 +7,7 @@ which ones the planned path (or story) uses. Files are written atomically.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,7 +88,10 @@ def draw_plan(
         _draw_nodes(ax, scenes, where, label=n_nodes <= _LABEL_NODES_MAX)
         _decorate(ax, scenes)
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", bbox_inches="tight")
+        with warnings.catch_warnings():
+            # A name with an emoji or a rare script only misses its glyph in the picture.
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            fig.savefig(buffer, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
     write_bytes(Path(target), buffer.getvalue())
@@ -187,7 +191,8 @@ def _draw_nodes(
     if label:
         for image, (x, y) in where.items():
             ax.annotate(
-                image.stem, (x, y), xytext=(4, 2), textcoords="offset points", fontsize=6, zorder=5
+                image.stem, (x, y), xytext=(4, 2), textcoords="offset points", fontsize=6,
+                zorder=5, parse_math=False,  # names are text: `$x$` must not turn into maths
             )
 
 
@@ -198,6 +203,7 @@ def _decorate(ax: Axes, scenes: Sequence[SceneSpec]) -> None:
     ax.set_xticklabels(
         [f"{scenes[i].name}\n(s{scenes[i].section})" for i in ticks],
         rotation=60,
+        parse_math=False,
         ha="right",
         fontsize=7,
     )

@@ -83,18 +83,19 @@ def _rasterise(path: Path, width: int, height: int) -> Image.Image:
     """Render an SVG at least width x height, white shapes composited on opaque black."""
     try:
         text = path.read_text(encoding="utf-8-sig")
-        native = _svg_png(text, path, None)
-        zoom = max(width / native.width, height / native.height)
-        drawn = native if zoom == 1.0 else _svg_png(text, path, zoom)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        # Rendered straight into a box of twice the target size: an SVG declaring an absurd
+        # size (100000 px) can then never allocate gigabytes.
+        drawn = _svg_png(text, path, 2 * width, 2 * height)
+    except (OSError, ValueError, UnicodeDecodeError, Image.DecompressionBombError) as exc:
         raise SongError(Problem(f"mask does not render as an SVG ({exc})", file=path)) from None
     canvas = Image.new("RGBA", drawn.size, (0, 0, 0, 255))
     canvas.alpha_composite(drawn.convert("RGBA"))
     return canvas
 
 
-def _svg_png(text: str, path: Path, zoom: float | None) -> Image.Image:
-    data = resvg_py.svg_to_bytes(svg_string=text, zoom=zoom, resources_dir=str(path.parent))
+def _svg_png(text: str, path: Path, width: int, height: int) -> Image.Image:
+    data = resvg_py.svg_to_bytes(svg_string=text, width=width, height=height,
+                                 resources_dir=str(path.parent))
     with Image.open(io.BytesIO(bytes(data))) as image:
         image.load()
         return image.copy()

@@ -225,7 +225,7 @@ class FrameWriter:
     def _check(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
-            if isinstance(error, OSError):
+            if isinstance(error, OSError) and not isinstance(error, SdmorphError):
                 raise RenderError(f"cannot write frame: {error}") from None
             raise error
 
