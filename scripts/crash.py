@@ -148,11 +148,12 @@ def start(root: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = RUN_TIMEOUT) -> str:
-    """Wait for the process; its output, decoded."""
+    """Wait for the process; its output, decoded. Killed if it hangs, or if we are stopped."""
     try:
         out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     return out.decode(errors="replace")
 
@@ -316,7 +317,8 @@ def check_after_kill(root: Path, sheet: SheetVersions) -> list[str]:
 
 def check_final(root: Path) -> list[str]:
     """What must hold once a command finished: no temp files, no markers of finished work."""
-    problems = [f"{p.relative_to(root)}: temporary file left" for p in song_files(root)
+    problems = [f"{p.relative_to(root)}: temporary file left"
+                for base in (root / "media", root / "meta") for p in sorted(base.rglob("*"))
                 if is_temp(p)]
     problems += [f"{p.relative_to(root)}: partial marker left"
                  for p in (root / "media" / SONG / "transition_images").glob(f"*/{PARTIAL_NAME}")]
@@ -341,19 +343,33 @@ def check_interrupted(kill: Kill, code: int | None, out: str) -> list[str]:
 # ---------------------------------------------------------------- references
 
 
-def build_references(workdir: Path, stages: Sequence[Stage] = STAGES) -> dict[str, Reference]:
-    """Run the stages in order, uninterrupted, on a fresh song under `workdir`."""
-    root = workdir / "reference"
-    write_song(root, settings=CRASH_SETTINGS)
-    references = {}
-    for i, stage in enumerate(stages):
-        before = workdir / f"before-{i}"
-        shutil.copytree(root, before, symlinks=True)
-        code, out, seconds = run(root, stage.args)
-        if code != 0:
-            raise RuntimeError(f"reference `sdmorph {' '.join(stage.args)}` failed:\n{out}")
-        references[stage.name] = Reference(stage, before, outputs(root, [root]), seconds,
-                                           (root,))
+def build_references(workdir: Path, stages: Sequence[Stage] = STAGES,
+                     runs: int = 1) -> dict[str, Reference]:
+    """Run the stages in order, uninterrupted, on a fresh song under `workdir`.
+
+    With several `runs` (each on its own song copy) the outputs must agree byte for byte,
+    and each stage's duration is the shortest run's (a busy machine only slows runs down).
+    """
+    references: dict[str, Reference] = {}
+    for chain in range(runs):
+        root = workdir / f"reference-{chain}"
+        write_song(root, settings=CRASH_SETTINGS)
+        for i, stage in enumerate(stages):
+            before = workdir / f"before-{i}"
+            if chain == 0:
+                shutil.copytree(root, before, symlinks=True)
+            code, out, seconds = run(root, stage.args)
+            if code != 0:
+                raise RuntimeError(f"reference `sdmorph {' '.join(stage.args)}` failed:\n{out}")
+            ref = references.setdefault(
+                stage.name, Reference(stage, before, outputs(root, [root]), seconds, (root,)))
+            if chain:
+                ref.roots = (*ref.roots, root)
+            ref.seconds = min(ref.seconds, seconds)
+            unlike = differences(outputs(root, ref.roots), ref.after)
+            if unlike:
+                raise RuntimeError(f"two uninterrupted runs of `sdmorph {' '.join(stage.args)}` "
+                                   "differ: " + "; ".join(unlike[:5]))
     return references
 
 
@@ -407,7 +423,12 @@ def run_round(ref: Reference, root: Path, kills: Sequence[Kill], rng: random.Ran
     for kill in kills:
         trigger = trigger_for(kill, root, ref, rng)
         proc = start(root, ref.stage.args)
-        delivered = interrupt(proc, kill, trigger)
+        try:
+            delivered = interrupt(proc, kill, trigger)
+        except BaseException:  # the harness itself was stopped: leave no sdmorph running
+            os.killpg(proc.pid, signal.SIGKILL)
+            finish(proc)
+            raise
         out = finish(proc)
         settle(proc.pid)
         if proc.returncode == 0 and INTERRUPTED not in out:
@@ -574,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crash soak, seed {seed}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sdmorph-crash-") as tmp:
         workdir = Path(tmp)
-        refs = build_references(workdir)
+        refs = build_references(workdir, runs=2)
         for ref in refs.values():
             print(f"reference {ref.stage.name}: {ref.seconds:.1f}s", flush=True)
         chosen = [STAGE[name] for name in args.stage] if args.stage else list(STAGES)
