@@ -62,7 +62,8 @@ def test_the_ctrl_c_check_catches_tracebacks_and_wrong_exit_codes() -> None:
     assert crash.check_interrupted(interrupted, 130, f"keyframes ...\n{crash.INTERRUPTED}\n") == []
     traceback = f"Traceback (most recent call last):\nKeyboardInterrupt\n{crash.INTERRUPTED}\n"
     assert crash.check_interrupted(interrupted, 130, traceback) == ["Ctrl-C printed a traceback"]
-    assert len(crash.check_interrupted(interrupted, -2, "")) == 2
+    assert len(crash.check_interrupted(interrupted, 1, "")) == 2
+    assert crash.check_interrupted(crash.Kill("time"), 0, "") == ["exit code 0 after SIGKILL"]
 
 
 def test_concurrent_keeps_lose_no_seed(references: dict[str, crash.Reference],

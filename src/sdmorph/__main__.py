@@ -1,5 +1,11 @@
 """`python -m sdmorph` runs the CLI."""
 
-from sdmorph.cli import main
+import sys
+
+try:
+    from sdmorph.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the CLI is still importing: nothing started yet
+    print("interrupted before anything started", file=sys.stderr)
+    sys.exit(130)
 
 main()

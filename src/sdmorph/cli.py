@@ -638,7 +638,11 @@ def demo(
 
 def main() -> None:
     """Console entry point."""
-    app(prog_name="sdmorph")
+    try:
+        app(prog_name="sdmorph")
+    except KeyboardInterrupt:  # outside a command (option parsing, start-up)
+        print("interrupted: nothing was changed", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover
