@@ -114,3 +114,33 @@ def best_of(repeats: int, run: Callable[[], float]) -> float:
 
 def mb(n_bytes: float) -> float:
     return n_bytes / 2**20
+
+
+class LoadMeter:
+    """How busy other processes kept the CPUs while a block ran (0 = idle, 1 = all CPUs).
+
+    Timings of a busy machine are not comparable: torch's OpenMP threads spin-wait for each
+    other, so a core taken by another process can slow a 2-thread model many times over.
+    """
+
+    def __init__(self) -> None:
+        self.other_share = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    @staticmethod
+    def _own() -> float:
+        t = psutil.Process().cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self) -> LoadMeter:
+        self._start = (time.perf_counter(), self._busy(), self._own())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._start[0]
+        other = (self._busy() - self._start[1]) - (self._own() - self._start[2])
+        self.other_share = max(0.0, other / (wall * (psutil.cpu_count() or 1))) if wall else 0.0

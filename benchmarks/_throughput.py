@@ -146,7 +146,7 @@ def sdmorph_transitions(engine: Engine, spec: SongSpec, root: Path,
     song = load_song(meta, media)
     renderer = open_renderer(song, engine=engine)
     store = open_store(song)
-    batch = spec.batch_size or default_batch_size(engine.device)
+    batch = spec.batch_size or default_batch_size(engine.device, spec.size, spec.size)
     if pairs is None:
         pairs = [(ImageId("p0", seeds_of(0, spec)[0]), ImageId("p1", seeds_of(1, spec)[0]))]
     images = list(dict.fromkeys(image for pair in pairs for image in pair))
@@ -225,7 +225,7 @@ def compare(size: int, frames: int, repeats: int, steps: int = 10, guidance: flo
         old=Side(_best(old[frames]), long_old),
         new=Side(_best(new[frames]), long_new),
         max_pixel_diff=diff,
-        batch_size=batch_size or default_batch_size(engine.device),
+        batch_size=batch_size or default_batch_size(engine.device, size, size),
     )
 
 

@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{VAE_TFLOP} TFLOP) / {args.peak_tflops:g} TFLOPS")
     print("  (UNet passes per frame = 2 x the scheduler's timesteps: guidance runs the UNet "
           "on the prompt and on the negative prompt)")
+    if args.cpu_smoke:
+        print("  smoke run: shrunken models on the CPU, so the shares above mean nothing")
     from _common import machine_info
 
     info = machine_info()

@@ -24,11 +24,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import Figure, check, machine_info, mb  # noqa: E402
+from _common import Figure, LoadMeter, check, machine_info, mb  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-console = Console()
+# Wide enough for the detail column when the output is a file or a pipe.
+console = Console(width=max(Console().width, 140))
 SECTIONS = ("throughput", "counts", "planning", "movie", "memory")
 THREADS = 2
 SIZES = (128, 256)
@@ -37,21 +38,25 @@ OVERHEAD_TARGET = 1.10
 PLAN_SIZES = ((10, 5), (50, 20), (200, 30))
 PLAN_TARGET = {(50, 20): 1.0}
 MOVIE_MEMORY_TARGET = 1.2
+BUSY = 0.10  # share of the CPUs other processes may use before timings are flagged
 
 
 @dataclass(frozen=True)
 class Scale:
     """How much work each section does: --quick shrinks it."""
 
-    frames: int  # N: transitions of N and 2N frames are timed
+    frames: dict[int, int]  # size -> N: transitions of N and 2N frames are timed
     repeats: int  # each timing is the best of this many (interleaved) runs
     movie_frames: tuple[int, int]
     memory_size: int
     memory_frames: int
 
 
-FULL = Scale(frames=16, repeats=3, movie_frames=(500, 5000), memory_size=256, memory_frames=18)
-QUICK = Scale(frames=4, repeats=1, movie_frames=(100, 1000), memory_size=128, memory_frames=6)
+# N is a multiple of sdmorph's default batch at each size, so the margin is whole batches.
+FULL = Scale(frames={128: 32, 256: 16}, repeats=3, movie_frames=(500, 5000), memory_size=256,
+             memory_frames=18)
+QUICK = Scale(frames={128: 8, 256: 4}, repeats=1, movie_frames=(100, 1000), memory_size=128,
+              memory_frames=6)
 
 
 def log(text: str) -> None:
@@ -67,8 +72,9 @@ def bench_throughput(scale: Scale, batch_size: int | None) -> list[Figure]:
 
     figures: list[Figure] = []
     for size in SIZES:
-        log(f"transitions at {size}x{size}: old loop vs sdmorph, N={scale.frames}")
-        c = compare(size, scale.frames, scale.repeats, batch_size=batch_size, log=log)
+        n = scale.frames[size]
+        log(f"transitions at {size}x{size}: old loop vs sdmorph, {n} and {2 * n} frames")
+        c = compare(size, n, scale.repeats, batch_size=batch_size, log=log)
         target = SPEEDUP_TARGET[size]
         extra = {"old_fps": c.old.steady_fps, "sdmorph_fps": c.new.steady_fps,
                  "batch_size": c.batch_size, "max_pixel_diff": c.max_pixel_diff,
@@ -86,7 +92,7 @@ def bench_throughput(scale: Scale, batch_size: int | None) -> list[Figure]:
         figures.append(Figure(
             f"overhead_{size}", f"sdmorph wall / model time {size}px", overhead, "x",
             f"<= {OVERHEAD_TARGET}", check(overhead, "<=", OVERHEAD_TARGET),
-            f"steady; whole {2 * scale.frames}-frame run incl. keyframes: {whole:.2f}",
+            f"steady; whole {2 * n}-frame run incl. keyframes: {whole:.2f}",
             {"whole_run": whole}))
     return figures
 
@@ -198,11 +204,12 @@ def print_table(figures: list[Figure], title: str) -> None:
     console.print(table)
 
 
-def save(figures: list[Figure], args: argparse.Namespace, seconds: float) -> Path:
+def save(figures: list[Figure], args: argparse.Namespace, seconds: float,
+         load: dict[str, float]) -> Path:
     from sdmorph.fsio import write_text
 
     data = {"machine": machine_info(), "quick": args.quick, "seconds": seconds,
-            "figures": [f.as_dict() for f in figures]}
+            "other_load": load, "figures": [f.as_dict() for f in figures]}
     write_text(args.json, json.dumps(data, indent=2, default=str) + "\n")
     return args.json
 
@@ -214,6 +221,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="sdmorph's frames per model call (default: sdmorph's default)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     return parser.parse_args(argv)
 
 
@@ -232,16 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.perf_counter()
     figures: list[Figure] = []
+    load: dict[str, float] = {}
     for name in SECTIONS:
         if name in args.only:
-            figures += runners[name]()
+            with LoadMeter() as meter:
+                figures += runners[name]()
+            load[name] = meter.other_share
     seconds = time.perf_counter() - started
     info = machine_info()
     print_table(figures, f"sdmorph benchmarks{' (quick)' if args.quick else ''}: "
                 f"{info['cpu_count']} CPUs, torch {info.get('torch')} x{THREADS} threads, "
                 f"{seconds:.0f} s")
-    console.print(f"saved {save(figures, args, seconds)}")
-    return 1 if any(f.passed is False for f in figures) else 0
+    busy = {name: share for name, share in load.items() if share > BUSY}
+    if busy:
+        console.print("[yellow]other processes kept the CPUs busy during "
+                      + ", ".join(f"{name} ({100 * share:.0f}%)" for name, share in busy.items())
+                      + ": those timings are not trustworthy; run again on a quiet machine"
+                      "[/yellow]")
+    console.print(f"saved {save(figures, args, seconds, load)}")
+    return 1 if args.strict and any(f.passed is False for f in figures) else 0
 
 
 if __name__ == "__main__":

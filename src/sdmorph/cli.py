@@ -173,7 +173,7 @@ def batch_of(renderer: Any, batch_size: int | None) -> int:
     from sdmorph.render import default_batch_size
 
     return batch_size or renderer.song.profile.batch_size or default_batch_size(
-        renderer.engine.device
+        renderer.engine.device, renderer.width, renderer.height
     )
 
 

@@ -249,9 +249,23 @@ class FrameWriter:
         self.close()
 
 
-def default_batch_size(device: str) -> int:
-    """Frames per model call: large enough to keep a GPU busy, small enough for 8 GB cards."""
-    return 8 if device.startswith("cuda") else 4
+# On a CPU, batches of about this many latent pixels render fastest (benchmarks/, 2 cores, tiny
+# model: 8-32 frames at 128x128 run 1.2x faster than 4; at 256x256, 4 is best and 16 slower).
+_CPU_BATCH_LATENT_PIXELS = 4096
+_CPU_MIN_BATCH, _CPU_MAX_BATCH = 4, 32
+
+
+def default_batch_size(device: str, width: int | None = None, height: int | None = None) -> int:
+    """Frames per model call: large enough to keep a GPU busy, small enough for 8 GB cards.
+
+    On the CPU, given the frame size, small frames get larger batches (never fewer than 4).
+    """
+    if device.startswith("cuda"):
+        return 8
+    if width is None or height is None or not device.startswith("cpu"):
+        return _CPU_MIN_BATCH
+    latent_pixels = max(1, (width // 8) * (height // 8))
+    return max(_CPU_MIN_BATCH, min(_CPU_MAX_BATCH, _CPU_BATCH_LATENT_PIXELS // latent_pixels))
 
 
 def open_renderer(song: Song, *, model: str | None = None, device: str | None = None,
