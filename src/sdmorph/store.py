@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -542,8 +541,12 @@ def _create_with(folder: Path, marker: TransitionManifest) -> None:
     """Create `folder` holding the marker, in one rename: a crash or a full disk never
     leaves it empty (an empty folder with a transition's name reads as legacy work)."""
     make_dirs(folder.parent)
+    # One staging name per folder: callers hold the pair's lock, so a staging folder that is
+    # already there was left by a killed run and can go.
+    staging = folder.parent / f".{shorten(folder.name, MAX_NAME_BYTES - 20)}{TMP_MARK}"
+    shutil.rmtree(staging, ignore_errors=True)
     with writing(folder, "cannot create the folder"):
-        staging = Path(tempfile.mkdtemp(prefix=".", suffix=TMP_MARK, dir=folder.parent))
+        staging.mkdir()
     try:
         marker.write(staging / PARTIAL_NAME)
         with writing(folder, "cannot create the folder"):
