@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -36,14 +34,6 @@ ABSOLUTE = f"/tmp/sdmorph-evil-{uuid.uuid4().hex}"
 NAMES = [ESCAPE, ABSOLUTE, 'a:b\\c|d?*<e>"f', "nul\x00name", "..", "naïve moon 🌙", LONG]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny model gains nothing from more threads, and on a busy 2-core machine spinning
-    threads slow it down several times over."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def csv_cell(text: str) -> str:

@@ -35,14 +35,6 @@ SCENES = ",scene,duration,section\n0,luna,1,1\n1,sun,0,1\n"  # 2 transitions
 ALL = ["luna_1001.png", "luna_1002.png", "luna_1003.png", "luna_1004.png", "sun_2001.png"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """The tiny model gains nothing from more threads, and on a busy 2-core machine spinning
-    threads slow it down several times over."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def song(root: Path) -> tuple[Path, Path]:
