@@ -154,9 +154,7 @@ class Renderer:
         return self._keyframes[image]
 
     def keyframe_path(self, image: ImageId) -> Path:
-        from sdmorph.fsio import safe_name
-
-        return self.song.media_dir / "prompt_images" / f"{safe_name(image.prompt)}_{image.seed}.png"
+        return self.song.keyframe_path(image)
 
     def _stored_keyframe(self, image: ImageId) -> Image.Image | None:
         path = self.keyframe_path(image)

@@ -99,6 +99,10 @@ class Song:
     def scene_images(self) -> list[ImageId]:
         return [image for scene in self.scenes for image in scene.images]
 
+    def keyframe_path(self, image: ImageId) -> Path:
+        """`prompt_images/<prompt>_<seed>.png`: the seed as an integer, the name made safe."""
+        return self.media_dir / "prompt_images" / f"{safe_name(image.prompt)}_{image.seed}.png"
+
     def prompt_of(self, image: ImageId) -> PromptDef:
         return self.prompts[image.prompt]
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from sdmorph.errors import SdmorphError
-from sdmorph.fsio import is_temp, safe_name
+from sdmorph.fsio import is_temp
 from sdmorph.ids import ImageId, transition_name
 from sdmorph.planfiles import (
     INTER_FILE,
@@ -264,7 +264,7 @@ def _other_settings(diffs: Sequence[str]) -> str:
 
 def keyframe_path(song: Song, image: ImageId) -> Path:
     """`<media>/<song>/prompt_images/<prompt>_<seed>.png`, where render-prompts writes it."""
-    return song.media_dir / KEYFRAMES_DIR / f"{safe_name(image.prompt)}_{image.seed}.png"
+    return song.keyframe_path(image)
 
 
 def keyframe_status(song: Song, image: ImageId, model: str | None = None) -> KeyframeStatus:
