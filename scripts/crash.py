@@ -207,14 +207,17 @@ def file_states(root: Path, folders: Sequence[str]) -> set[tuple[str, int, int]]
         base = root / folder
         if not base.is_dir():
             continue
-        for path in base.rglob("*"):
-            if is_temp(path) or path.name.endswith(".lock") or _SKIPPED_PARTS & set(path.parts):
-                continue
-            try:
-                st = path.stat()
-            except OSError:  # renamed or removed while we looked
-                continue
-            if not path.is_dir():
+        # os.walk, not rglob: the stage renames and removes staging folders while we
+        # look, and rglob raises when a folder it is about to list has gone.
+        for folder_path, _dirs, names in os.walk(base):
+            for name in names:
+                path = Path(folder_path) / name
+                if is_temp(path) or name.endswith(".lock") or _SKIPPED_PARTS & set(path.parts):
+                    continue
+                try:
+                    st = path.stat()
+                except OSError:  # renamed or removed while we looked
+                    continue
                 states.add((str(path), st.st_size, st.st_mtime_ns))
     return states
 
