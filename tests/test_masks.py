@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,44 @@ def test_to_control_drops_alpha_like_diffusers() -> None:
     assert control.shape == (4, 6, 3) and control.dtype == np.float32
     assert control[1, 1].tolist() == [1.0, 1.0, 1.0]
     np.testing.assert_allclose(control[0, 0], [0.2, 0.4, 0.0])
+
+
+def _image_svg(href: str, prolog: str = "") -> str:
+    return (f'{prolog}<svg xmlns="http://www.w3.org/2000/svg" '
+            'xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">'
+            f'<image xlink:href="{href}" width="10" height="10"/></svg>')
+
+
+@pytest.fixture
+def outside_png(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.png"
+    Image.new("RGB", (10, 10), (255, 0, 0)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["absolute", "relative", "escaped", "entity"])
+def test_svg_may_not_read_pictures_outside_the_masks_folder(
+        masks: Path, outside_png: Path, kind: str) -> None:
+    absolute = str(outside_png)
+    svg = {
+        "absolute": _image_svg(absolute),
+        "relative": _image_svg("../../secret.png"),
+        "escaped": _image_svg(absolute.replace("/", "&#47;")),
+        "entity": _image_svg("&p;", f'<!DOCTYPE svg [<!ENTITY p "{absolute}">]>'),
+    }[kind]
+    (masks / "shapes" / "leak.svg").write_text(svg, encoding="utf-8")
+    with pytest.raises(SongError, match=r"leak\.svg.*outside"):
+        load_mask(masks / "shapes" / "leak.svg", 10, 10, masks)
+
+
+def test_svg_may_embed_data_uris_and_pictures_in_the_masks_folder(masks: Path) -> None:
+    (masks / "shapes" / "uses_square.svg").write_text(_image_svg("square.png"), encoding="utf-8")
+    inner = load_mask(masks / "shapes" / "uses_square.svg", 10, 10, masks)
+    assert (np.asarray(inner)[5, 5, :3] > 240).all()  # the white square, drawn (resampled)
+    (masks / "shapes" / "up.svg").write_text(_image_svg("../both.png"), encoding="utf-8")
+    assert np.asarray(load_mask(masks / "shapes" / "up.svg", 10, 10, masks))[5, 5, 0] > 240
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(buffer, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    (masks / "data.svg").write_text(_image_svg(uri), encoding="utf-8")
+    assert np.asarray(load_mask(masks / "data.svg", 10, 10))[5, 5, 0] == 255

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import resvg_py
@@ -48,10 +49,17 @@ def find_mask(masks_dir: Path, name: str) -> Path | None:
     return None
 
 
-def load_mask(path: Path, width: int, height: int) -> Image.Image:
+def load_mask(path: Path, width: int, height: int, root: Path | None = None) -> Image.Image:
     """The mask as an RGBA image of exactly width x height (stretched to fit, like the old
-    scripts' masks that were drawn at another size)."""
-    image = _rasterise(path, width, height) if path.suffix.lower() == ".svg" else _open(path)
+    scripts' masks that were drawn at another size).
+
+    An SVG may embed pictures by `href`; only `data:` URIs and files inside `root` (default:
+    the SVG's folder) are allowed, so a song's mask can never read other files on the machine.
+    """
+    if path.suffix.lower() == ".svg":
+        image = _rasterise(path, width, height, root or path.parent)
+    else:
+        image = _open(path)
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.LANCZOS)
     return image
@@ -79,10 +87,11 @@ def _open(path: Path) -> Image.Image:
         raise SongError(Problem(f"mask does not decode as an image ({exc})", file=path)) from None
 
 
-def _rasterise(path: Path, width: int, height: int) -> Image.Image:
+def _rasterise(path: Path, width: int, height: int, root: Path) -> Image.Image:
     """Render an SVG at least width x height, white shapes composited on opaque black."""
     try:
         text = path.read_text(encoding="utf-8-sig")
+        _check_references(text, path, root)
         # Rendered straight into a box of twice the target size: an SVG declaring an absurd
         # size (100000 px) can then never allocate gigabytes.
         drawn = _svg_png(text, path, 2 * width, 2 * height)
@@ -91,6 +100,31 @@ def _rasterise(path: Path, width: int, height: int) -> Image.Image:
     canvas = Image.new("RGBA", drawn.size, (0, 0, 0, 255))
     canvas.alpha_composite(drawn.convert("RGBA"))
     return canvas
+
+
+def _check_references(text: str, path: Path, root: Path) -> None:
+    """Refuse an SVG whose `href`s point at files outside `root` (absolute, `../`, URLs).
+
+    The attributes are read with an XML parser rather than a pattern, so character and
+    entity references cannot hide a path from the check.
+    """
+    try:
+        tree = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise SongError(Problem(f"mask does not parse as SVG ({exc})", file=path)) from None
+    for element in tree.iter():
+        for key, value in element.attrib.items():
+            if key.rsplit("}", 1)[-1] != "href":
+                continue
+            ref = value.strip()
+            if not ref or ref.startswith("#") or ref.lower().startswith("data:"):
+                continue
+            try:
+                inside(root, path.parent / ref)
+            except SdmorphError:
+                raise SongError(Problem(
+                    f"mask refers to '{ref[:80]}' outside {root}; embed the picture as a"
+                    " data: URI or put it in the masks folder", file=path)) from None
 
 
 def _svg_png(text: str, path: Path, width: int, height: int) -> Image.Image:

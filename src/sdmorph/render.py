@@ -115,7 +115,7 @@ class Renderer:
             path = find_mask(self.song.masks_dir, name)
             if path is None:
                 raise SdmorphError(f"mask {name!r} not found in {self.song.masks_dir}")
-            self._masks[name] = load_mask(path, self.width, self.height)
+            self._masks[name] = load_mask(path, self.width, self.height, self.song.masks_dir)
         return self._masks[name]
 
     def frame_input(self, a: ImageId, b: ImageId, t: float) -> FrameInput:

@@ -543,7 +543,7 @@ def _checked_mask(song: Song, name: str, decode: bool, problems: list[Problem]) 
         return None
     if decode:
         try:
-            load_mask(path, song.profile.res_width, song.profile.res_height)
+            load_mask(path, song.profile.res_width, song.profile.res_height, song.masks_dir)
         except SdmorphError as exc:
             problems += exc.problems
     return path
