@@ -60,11 +60,6 @@ CRASH_SETTINGS = {"default": {**SETTINGS["default"], "interpolation_steps": 6,
                               "pipe_kwargs": {"num_inference_steps": 2}}}
 INTERRUPTED = ("interrupted: everything finished so far is kept; run the same command again "
                "to resume")
-# Exit statuses of a Ctrl-C'd run. -SIGINT: Python 3.11 kills itself with SIGINT at exit
-# when the Ctrl-C interrupted an eval() run by an import (pydantic and typing evaluate
-# annotations so), although sdmorph caught it and printed its line; a shell's $? reads 130
-# either way. Leave only 130 once the CLI ends with os._exit(130) after a Ctrl-C.
-CTRL_C_CODES = (130, -signal.SIGINT)
 RUN_TIMEOUT = 300.0
 _POLL = 0.003
 _SKIPPED_PARTS = {".locks", ".sdmorph"}  # lock files; the frame-check cache (mtimes inside)
@@ -339,7 +334,7 @@ def check_interrupted(kill: Kill, code: int | None, out: str) -> list[str]:
     if kill.sig == signal.SIGKILL:
         return [] if code == -signal.SIGKILL else [f"exit code {code} after SIGKILL"]
     problems = []
-    if code not in CTRL_C_CODES:
+    if code != 130:
         problems.append(f"exit code {code} after Ctrl-C, not 130")
     if out.count(INTERRUPTED) != 1:
         problems.append("Ctrl-C: the 'interrupted: ...' line is not printed exactly once")

@@ -1,11 +1,13 @@
 """`python -m sdmorph` runs the CLI."""
 
+import os
 import sys
 
 try:
     from sdmorph.cli import main
 except KeyboardInterrupt:  # Ctrl-C while the CLI is still importing: nothing started yet
     print("interrupted before anything started", file=sys.stderr)
-    sys.exit(130)
+    sys.stderr.flush()
+    os._exit(130)  # not sys.exit: see cli.exit_after_ctrl_c
 
 main()

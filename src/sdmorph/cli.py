@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -642,7 +642,23 @@ def main() -> None:
         app(prog_name="sdmorph")
     except KeyboardInterrupt:  # outside a command (option parsing, start-up)
         print("interrupted: nothing was changed", file=sys.stderr)
-        sys.exit(130)
+        exit_after_ctrl_c()
+    except SystemExit as exc:
+        if exc.code == 130:
+            exit_after_ctrl_c()
+        raise
+
+
+def exit_after_ctrl_c() -> NoReturn:
+    """Exit 130 now that every `finally` has run.
+
+    A plain sys.exit is not enough: when the Ctrl-C landed inside code that an import ran
+    through eval (pydantic and typing evaluate annotations so), CPython remembers it and
+    kills itself with SIGINT at shutdown, although sdmorph handled it and printed its line.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover
