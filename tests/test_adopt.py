@@ -148,3 +148,40 @@ def test_status_and_adopt(tmp_path: Path) -> None:
         assert after[name] == value  # frames untouched
     manifests = [k for k in after if k.endswith("manifest.json")]
     assert len(manifests) == len(folders) - 1  # every complete legacy folder, not the broken one
+
+
+def test_undecodable_legacy_frame_is_incomplete_and_force_renders_anew(tmp_path: Path) -> None:
+    import io
+
+    import pandas as pd
+
+    folders = build_legacy_song(tmp_path)
+    media = tmp_path / "media/song"
+    assert invoke(tmp_path, "transitions", "song", "--plan-only").exit_code == 0
+    first = pd.read_csv(media / "transition_meta/intrascene_transitions.csv", dtype=str).iloc[0]
+    a = (first["from_name"], int(first["from_seed"]))
+    b = (first["to_name"], int(first["to_seed"]))
+    forward, backward = (f"{legacy_label(*x)} to {legacy_label(*y)}" for x, y in ((a, b), (b, a)))
+    name = forward if forward in folders else backward
+    # Signature, IHDR and IEND intact, the pixel data zeroed: a damaged cloud download that
+    # only decoding tells from a good frame.
+    noise = bytes((i * 7919 + i // 3) % 251 for i in range(64 * 64 * 3))
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), noise).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    third = len(data) // 3
+    broken = media / "transition_images" / name / "frame000002.png"
+    broken.write_bytes(data[:third] + b"\0" * third + data[2 * third :])
+    before = snapshot(media / "transition_images" / name)
+    result = invoke(tmp_path, "transitions", "song")
+    assert result.exit_code == 0, result.output
+    assert "incomplete-legacy" in result.stdout
+    assert "frame000002.png" in result.stderr and "--force" in result.stderr
+    ours = media / "transition_images" / f"{first['from_name']}-{first['from_seed']} to " \
+        f"{first['to_name']}-{first['to_seed']}"
+    assert not ours.exists()
+    forced = invoke(tmp_path, "transitions", "song", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (ours / "manifest.json").is_file()
+    assert len(list(ours.glob("frame*.png"))) == FRAMES
+    assert snapshot(media / "transition_images" / name) == before  # legacy work untouched

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sdmorph import __version__
 from sdmorph.cli import app
-from songs import SHEET, env_for, write_song
+from songs import SETTINGS, SHEET, env_for, write_song
 
 runner = CliRunner()
 
@@ -93,3 +93,59 @@ def test_console_script_runs(args: list[str]) -> None:
     exe = Path(sys.executable).parent / "sdmorph"
     proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("extra", "shown"), [({"weird": 1}, "'weird'"),
+                                               ({"res_width": 132}, "res_width 132")])
+def test_strict_counts_settings_warnings(tmp_path: Path, extra: dict[str, object],
+                                         shown: str) -> None:
+    write_song(tmp_path, settings={"default": {**SETTINGS["default"], **extra}})
+    lenient = invoke(tmp_path, "validate", "song")
+    assert lenient.exit_code == 0 and shown in lenient.stderr
+    strict = invoke(tmp_path, "validate", "song", "--strict")
+    assert strict.exit_code == 2, strict.output
+    assert shown in strict.stderr and "(--strict)" in strict.stderr
+    assert "valid" not in strict.stdout
+
+
+def test_validate_reports_seed_and_mask_problems_together(tmp_path: Path) -> None:
+    sheet = "name,prompt,seeds,mask\nluna,a moon,12 zz,circle\nsun,a sun,1,square\n"
+    scenes = ",scene,duration,section\n0,luna,0,1\n1,sun,0,1\n"
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny"}}
+    write_song(tmp_path, sheet=sheet, scenes=scenes, settings=settings)
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert any("row 2, column 'seeds'" in line and "'zz'" in line for line in lines)
+    assert any("row 2, column 'mask'" in line and "'circle'" in line for line in lines)
+    assert any("row 3, column 'mask'" in line and "'square'" in line for line in lines)
+
+
+def test_validate_checks_what_the_model_loader_would_refuse(tmp_path: Path) -> None:
+    settings = {"default": {**SETTINGS["default"], "scheduler": "Nope",
+                            "model_string": "./weights/gone.safetensors"},
+                "folder": {**SETTINGS["default"], "model_string": "/no/such/model/folder"},
+                "hub": {**SETTINGS["default"], "model_string": "someone/some-model",
+                        "scheduler": "eulerdiscretescheduler"}}
+    write_song(tmp_path, settings=settings)
+    result = invoke(tmp_path, "validate", "song")
+    assert result.exit_code == 2
+    settings_file = str(tmp_path / "meta/song/tgen_settings.json")
+    lines = result.stderr.strip().splitlines()
+    assert any(f"{settings_file}: profile 'default': scheduler 'Nope'" in line
+               for line in lines)
+    assert any(f"{settings_file}: profile 'default': model_string "
+               "'./weights/gone.safetensors': no such file" in line for line in lines)
+    folder = invoke(tmp_path, "validate", "song", "-P", "folder")
+    assert folder.exit_code == 2 and "'/no/such/model/folder': no such folder" in folder.stderr
+    hub = invoke(tmp_path, "validate", "song", "-P", "hub")  # nothing loaded, nothing fetched
+    assert hub.exit_code == 0, hub.output
+
+
+def test_render_prompts_scheduler_error_names_the_settings_file(tmp_path: Path) -> None:
+    write_song(tmp_path, settings={"default": {**SETTINGS["default"], "scheduler": "Nope"}})
+    result = invoke(tmp_path, "render-prompts", "song")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"{tmp_path / 'meta/song/tgen_settings.json'}: profile 'default': scheduler 'Nope'"
+            in result.stderr)
+    assert not (tmp_path / "media/song/prompt_images").exists()

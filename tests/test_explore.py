@@ -122,3 +122,65 @@ def test_sweep_writes_a_grid_whose_cells_differ(tmp_path: Path) -> None:
     assert len(set(cells)) == 4
     bad = invoke(tmp_path, "explore", "song", "-p", "luna", "--sweep", "colour=red")
     assert bad.exit_code == 2 and "colour" in bad.stderr
+
+
+def test_explore_a_new_song_whose_scenes_use_an_unseeded_prompt(tmp_path: Path) -> None:
+    """The normal state of a new song: its scene sequence names prompts not explored yet."""
+    sheet = "name,prompt,seeds\nluna,a moon,1\ndusk,a dusk,\n"
+    write_song(tmp_path, sheet=sheet, scenes=",scene,duration,section\n0,luna,0,1\n1,dusk,0,1\n")
+    result = invoke(tmp_path, "explore", "song", "-n", "1")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "media/song/explore_images/dusk"
+    assert len(list(folder.glob("dusk_*.png"))) == 1
+    named = invoke(tmp_path, "explore", "song", "-p", "dusk", "-n", "1", "--rng-seed", "3")
+    assert named.exit_code == 0, named.output
+    assert len(list(folder.glob("dusk_*.png"))) == 2
+
+
+def test_explore_and_keep_without_a_scene_sequence(tmp_path: Path) -> None:
+    meta, _ = write_song(tmp_path, sheet="name,prompt,seeds\ndawn,a dawn,\n", scenes=None)
+    result = invoke(tmp_path, "explore", "song", "-p", "dawn", "-n", "1", "--rng-seed", "1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "media/song/explore_images/dawn/contact_sheet.png").is_file()
+    kept = invoke(tmp_path, "explore", "song", "-p", "dawn", "--keep", "77")
+    assert kept.exit_code == 0, kept.output
+    assert (meta / "prompt_image_definitions.csv").read_text().endswith("dawn,a dawn,77\n")
+
+
+def test_keep_refuses_a_seed_the_loader_would_reject(tmp_path: Path) -> None:
+    meta, _ = write_song(tmp_path)
+    sheet = meta / "prompt_image_definitions.csv"
+    before = sheet.read_bytes()
+    result = invoke(tmp_path, "explore", "song", "-p", "luna", "--keep", "99999999999999999999999")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "0..2^64-1" in result.stderr and str(sheet) in result.stderr
+    assert sheet.read_bytes() == before
+    assert not (meta / "prompt_image_definitions.csv.bak").exists()
+    largest = invoke(tmp_path, "explore", "song", "-p", "luna", "--keep", str(2**64 - 1))
+    assert largest.exit_code == 0, largest.output
+    assert invoke(tmp_path, "validate", "song").exit_code == 0
+
+
+def test_sweep_without_prompt_sweeps_every_prompt_with_seeds(tmp_path: Path) -> None:
+    sheet = "name,prompt,seeds\nluna,a moon,11\nsun,a sun,22 23\ncomet,a comet,\n"
+    write_song(tmp_path, sheet=sheet, scenes=None)
+    result = invoke(tmp_path, "explore", "song", "--sweep", "guidance_scale=5,9")
+    assert result.exit_code == 0, result.output
+    explore = tmp_path / "media/song/explore_images"
+    assert [p.name for p in (explore / "luna").glob("sweep_*.png")] == [
+        "sweep_11_guidance_scale.png"]
+    assert [p.name for p in (explore / "sun").glob("sweep_*.png")] == [
+        "sweep_22_guidance_scale.png"]
+    assert not (explore / "comet").exists()
+
+
+def test_options_explore_would_ignore_are_errors(tmp_path: Path) -> None:
+    meta, _ = write_song(tmp_path)
+    sheet = meta / "prompt_image_definitions.csv"
+    before = sheet.read_bytes()
+    text = invoke(tmp_path, "explore", "song", "--prompt-text", "a comet", "-n", "1")
+    assert text.exit_code == 2 and "--prompt-text needs -p NAME" in text.stderr
+    both = invoke(tmp_path, "explore", "song", "-p", "luna", "--keep", "5", "--seeds", "6")
+    assert both.exit_code == 2 and "--keep" in both.stderr and "--seeds" in both.stderr
+    assert sheet.read_bytes() == before
+    assert not (tmp_path / "media/song/explore_images").exists()

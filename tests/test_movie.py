@@ -28,16 +28,16 @@ from sdmorph.movie import (
     MovieRequest,
     codecs_of,
     find_audio,
-    frame_ranges,
     movie_fps,
     plan_movie,
 )
 from sdmorph.plan import build_graph
-from sdmorph.planfiles import read_story
+from sdmorph.planfiles import read_story, written_by_sdmorph
 from sdmorph.song import Song, load_song, resolver
 from sdmorph.store import TransitionManifest
 from sdmorph.video import probe, read_clips_json
 from songs import SETTINGS, env_for, write_song
+from test_video import full_disk_ffmpeg
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 runner = CliRunner()
@@ -115,21 +115,40 @@ def played(media: Media, video: Path) -> list[tuple[str, int]]:
     return [media.name_of(c) for c in centres]
 
 
-def expected(steps: list[tuple[str, bool]], hold: int = 0) -> list[tuple[str, int]]:
-    """What a story of (folder, reversed) plays: meeting frames once, holds on keyframes."""
+def segment_play(folder: str, backwards: bool, hold: int = 0) -> list[tuple[str, int]]:
+    """One transition's frames as played, holds on both keyframes."""
+    order = list(range(STEPS))[::-1] if backwards else list(range(STEPS))
+    return [(folder, k) for j, k in enumerate(order)
+            for _ in range(1 + hold if j in (0, STEPS - 1) else 1)]
+
+
+def expected(steps: list[tuple[str, bool]], hold: int = 0,
+             cuts: tuple[int, ...] = ()) -> list[tuple[str, int]]:
+    """What a story of (folder, reversed) plays: meeting frames once, holds on keyframes;
+    a step listed in `cuts` starts on another image, so its first frame plays too."""
     out: list[tuple[str, int]] = []
-    for i, (folder, backwards) in enumerate(steps):
-        order = list(range(STEPS))[::-1] if backwards else list(range(STEPS))
-        for j, k in enumerate(order):
-            if i and j == 0:
-                continue
-            copies = 1 + hold if j in (0, STEPS - 1) else 1
-            out += [(folder, k)] * copies
+    for i, step in enumerate(steps):
+        frames = segment_play(*step, hold=hold)
+        out += frames[1 + hold:] if i and i not in cuts else frames
     return out
 
 
 def invoke(root: Path, *args: str):
     return runner.invoke(app, list(args), env=env_for(root))
+
+
+def one_error(result: object) -> str:
+    """The run failed with exit 2 and said why in exactly one line."""
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]
+    lines = [line for line in result.stderr.splitlines()  # type: ignore[attr-defined]
+             if line.startswith("error:")]  # each problem is printed on an error: line
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def load(root: Path, **kwargs: object) -> Song:
@@ -304,7 +323,8 @@ def test_both_codecs_holds_audio_and_story_file(tmp_path: Path) -> None:
     rows = read_story(story, resolver(load(tmp_path)))
     assert story_pairs(rows) == CHAIN and f"{L0.label},{L1.label}" in text  # full seeds
     assert [r.reversed for r in rows] == [s[1] for s in steps]
-    ranges = frame_ranges([STEPS] * len(CHAIN), 2)
+    # 8 frames each (4 + 2 holds on both keyframes), overlapping on the shared keyframe.
+    ranges = [(5 * i, 5 * i + 7) for i in range(len(CHAIN))]
     assert [(r.first_frame, r.last_frame) for r in rows] == ranges
     assert ranges[-1][1] == len(frames) - 1
     assert (media.song_media / "story" / "trans_sequence.csv").read_bytes() == story.read_bytes()
@@ -339,6 +359,8 @@ def test_clips_and_stale_outputs(tmp_path: Path) -> None:
         order = [3, 2, 1, 0] if backwards else [0, 1, 2, 3]
         assert played(media, path) == [(folder, k) for k in order]
     assert index.clips[0].next[0].clip == index.clips[1].name
+    assert [(c.scene_from, c.scene_to) for c in index.clips] == [
+        ("luna", "luna"), ("luna", "sun"), ("sun", "sun"), ("sun", "star"), ("star", "star")]
     # A shorter story: section 2 and the clips it no longer plays go, the rest is rewritten.
     short = tmp_path / "short.csv"
     short.write_text(",section,c1,c2,reversed\n0,1,luna-1001,luna-1002,false\n"
@@ -351,6 +373,9 @@ def test_clips_and_stale_outputs(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(
         Path(c.files["mjpeg"]).name for c in kept.clips)
     assert len(kept.clips) == 2 and "removed stale" in again.stdout
+    # A story file without scene columns: the song's scene sequence names them.
+    assert [(c.scene_from, c.scene_to) for c in kept.clips] == [("luna", "luna"),
+                                                                ("luna", "sun")]
     other = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
     assert other.exit_code == 0, other.output
     assert "clips.json are from another story" in other.stderr
@@ -366,10 +391,24 @@ def test_failed_encode_keeps_the_old_movie_and_story(tmp_path: Path) -> None:
     bad = write_wav(tmp_path / "nine.wav", 1.0, channels=9)  # ffmpeg's aac refuses 9 channels
     failed = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--seed", "5",
                     "--audio", str(bad))
-    assert failed.exit_code == 2 and "ffmpeg failed" in failed.stderr
-    assert "Traceback" not in failed.output
+    line = one_error(failed)
+    assert "ffmpeg failed (exit code " in line and "channel" in line
     assert {p: p.read_bytes() for p in kept} == kept
     assert not [p for p in out.rglob("*") if ".sdmorph-tmp" in p.name]
+
+
+def test_full_disk_is_one_error_line_and_keeps_the_old_movie(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full_song(tmp_path)
+    first = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--seed", "0")
+    assert first.exit_code == 0, first.output
+    media = tmp_path / "media" / "song"
+    kept = snapshot(media / "stories") | snapshot(media / "story")
+    full_disk_ffmpeg(tmp_path, monkeypatch)
+    failed = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--seed", "5")
+    line = one_error(failed)
+    assert ".mov: ffmpeg failed (exit code 228): disk full (" in line
+    assert snapshot(media / "stories") | snapshot(media / "story") == kept
 
 
 # ---------------------------------------------------------------- story files
@@ -401,6 +440,97 @@ def test_sequence_plays_an_old_hand_edited_story(tmp_path: Path) -> None:
     assert story_pairs(rows) == CHAIN
     assert [Path(r.input_image_folder).name for r in rows] == [s[0] for s in steps]
     assert old.read_bytes() == OLD_STORY.replace("\n", "\r\n").encode("utf-8")  # input kept
+    assert not (old.parent / "trans_sequence.before-sdmorph.csv").exists()
+
+
+def test_old_story_under_the_default_name_is_refused(tmp_path: Path) -> None:
+    media, steps = chain_song(tmp_path)
+    base = media.song_media / "stories" / "base"
+    old = base / "trans_sequence_base.csv"
+    base.mkdir(parents=True)
+    old.write_bytes(OLD_STORY.encode("utf-8"))
+    (base / "base_combined.mov").write_bytes(b"the old scripts' movie")
+    before, paths = snapshot(media.song_media), set(media.song_media.rglob("*"))
+    refused = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
+    line = one_error(refused)
+    assert str(old) in line and "old scripts" in line
+    assert "-o NAME" in line and f"--sequence {old} -o NAME" in line
+    assert snapshot(media.song_media) == before
+    assert set(media.song_media.rglob("*")) == paths  # nothing new either
+    # Another name is fine, and a story sdmorph wrote is replaced as often as asked.
+    for _ in range(2):
+        ok = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "-o", "new")
+        assert ok.exit_code == 0, ok.output
+    assert written_by_sdmorph(media.song_media / "stories/new/trans_sequence_new.csv")
+    assert snapshot(base) == {p: data for p, data in before.items() if base in p.parents}
+
+
+def test_old_story_played_under_its_own_name_is_left_as_it_is(tmp_path: Path) -> None:
+    media, steps = chain_song(tmp_path)
+    old = media.song_media / "stories" / "old" / "trans_sequence_old.csv"
+    old.parent.mkdir(parents=True)
+    data = OLD_STORY.replace("\n", "\r\n").encode("utf-8")
+    old.write_bytes(data)
+    result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--sequence", str(old),
+                    "-o", "old")
+    assert result.exit_code == 0, result.output
+    assert old.read_bytes() == data
+    assert played(media, old.parent / "old_combined.mov") == expected(steps)
+    latest = media.song_media / "story" / "trans_sequence.csv"
+    assert story_pairs(read_story(latest, resolver(load(tmp_path)))) == CHAIN
+
+
+def test_hand_made_latest_story_is_kept_before_it_is_replaced(tmp_path: Path) -> None:
+    media, _ = chain_song(tmp_path)
+    latest = media.song_media / "story" / "trans_sequence.csv"
+    backup = latest.with_name("trans_sequence.before-sdmorph.csv")
+    latest.parent.mkdir(parents=True)
+    original = OLD_STORY.replace("\n", "\r\n").encode("utf-8")
+    latest.write_bytes(original)
+    first = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
+    assert first.exit_code == 0, first.output
+    assert backup.read_bytes() == original
+    assert "kept it as trans_sequence.before-sdmorph.csv" in first.stdout
+    assert written_by_sdmorph(latest)
+    again = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "-o", "again")
+    assert again.exit_code == 0, again.output
+    assert "before-sdmorph" not in again.stdout  # sdmorph's own copy is simply replaced
+    assert backup.read_bytes() == original
+    assert not [p for p in latest.parent.iterdir() if ".sdmorph-tmp" in p.name]
+
+
+@pytest.mark.parametrize("sections", [(1, 1), (1, 2)])
+def test_cut_keeps_the_first_frame_after_it(tmp_path: Path, sections: tuple[int, int]) -> None:
+    # luna-1003 -> luna-1001 (backwards) and back, then a cut to sun-2001 -> sun-2003 and back.
+    write_song(tmp_path, sheet=SHEET)
+    media = Media(tmp_path)
+    a, b = media.sdmorph(L0, L2).name, media.sdmorph(S0, S2).name
+    steps = [(a, True), (a, False), (b, False), (b, True)]
+    story = tmp_path / "cut.csv"
+    first, second = sections
+    story.write_text(
+        ",section,c1,c2,reversed\n"
+        f"0,{first},luna-1003,luna-1001,True\n1,{first},luna-1001,luna-1003,False\n"
+        f"2,{second},sun-2001,sun-2003,False\n3,{second},sun-2003,sun-2001,True\n",
+        encoding="utf-8")
+    result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--sequence", str(story),
+                    "--hold", "0.1", "--fps", "10", "-o", "cut")
+    assert result.exit_code == 0, result.output
+    assert "row 4" in result.stderr and "cuts there" in result.stderr
+    out = media.song_media / "stories" / "cut"
+    frames = played(media, out / "cut_combined.mov")
+    assert frames == expected(steps, hold=1, cuts=(2,))
+    assert len(frames) == 14 + 6  # A3 A2 A1 A0 A1 A2 A3 | B0 B1 B2 B3 B2 B1 B0, 6 keyframes held
+    if first == second:
+        assert played(media, out / "sections" / "section_1.mov") == frames
+    else:
+        assert played(media, out / "sections" / "section_1.mov") == expected(steps[:2], 1)
+        assert played(media, out / "sections" / "section_2.mov") == expected(steps[2:], 1)
+    rows = read_story(out / "trans_sequence_cut.csv", resolver(load(tmp_path)))
+    for row, step in zip(rows, steps, strict=True):
+        assert row.first_frame is not None and row.last_frame is not None
+        assert frames[row.first_frame : row.last_frame + 1] == segment_play(*step, hold=1)
+    assert rows[-1].last_frame == len(frames) - 1
 
 
 @pytest.mark.parametrize(("edit", "message"), [

@@ -231,3 +231,14 @@ def test_song_wide_mask_outside_is_refused(tmp_path: Path) -> None:
     Image.new("RGBA", (16, 16)).save(meta / "secret.png")
     result = invoke(tmp_path, "validate", "song")
     assert result.exit_code == 2 and "must name a file inside" in result.stderr
+
+
+@pytest.mark.parametrize("variant", ["x/../../x", "..\\..\\x", "/etc/x"])
+def test_scene_variant_is_a_name_not_a_path(tmp_path: Path, variant: str) -> None:
+    meta, _ = write_song(tmp_path, settings=TINY,
+                         scenes=",scene,duration,section\n0,luna,0,1\n")
+    (meta / "scene_sequence_x").mkdir()  # the OS would walk `..` through it
+    (tmp_path / "meta" / "x.csv").write_text(",scene,duration,section\n0,luna,0,1\n")
+    result = invoke(tmp_path, "validate", "song", "--scenes", variant)
+    assert result.exit_code == 2
+    assert "a variant name" in result.stderr and "Traceback" not in result.output

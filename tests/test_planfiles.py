@@ -14,12 +14,14 @@ from sdmorph.plan import Hop, SceneSpec, plan_paths
 from sdmorph.planfiles import (
     INTER_FILE,
     INTRA_FILE,
+    LATEST_STORY_BACKUP,
     LATEST_STORY_FILE,
     PLANNED_FILE,
     InterRow,
     IntraRow,
     StoryRow,
     folder_name,
+    keep_latest_story,
     read_interscene,
     read_intrascene,
     read_story,
@@ -30,6 +32,7 @@ from sdmorph.planfiles import (
     write_planned_path,
     write_story,
     write_transition_tables,
+    written_by_sdmorph,
 )
 
 SEEDS = {
@@ -189,6 +192,43 @@ def test_old_tables_with_cut_seeds_keep_their_n(tmp_path: Path) -> None:
     assert intra[0].from_seed == "5842234013956479" and intra[0].duration == 8
 
 
+def test_compute_n_of_a_transition_the_new_plan_leaves_out_is_remembered(
+    tmp_path: Path,
+) -> None:
+    meta = tmp_path / "transition_meta"
+    write(
+        meta / INTRA_FILE,
+        ",from_name,from_seed,to_name,to_seed,compute,duration,scene\n"
+        "0,luna,1234,luna,5842,n,60,luna\n"
+        "1,sun,5678,sun,99,y,60,sun\n",
+    )
+    write(
+        meta / INTER_FILE,
+        ",from_name,from_seed,to_name,to_seed,compute,duration,scene_from,scene_to\n"
+        "0,sun,99,cloud-goddess 4,4440,n,60,sun,goddess\n"
+        "1,ghost,1,sun,5678,n,60,ghost,sun\n",
+    )
+    # A plan without either skipped transition: both n rows stay, after the planned rows.
+    only_sun = [Hop(SUN, SUN99, "sun", "sun", 2, "intra")]
+    intra, inter = write_transition_tables(meta, only_sun, frames=8, resolve=resolve)
+    assert [(r.images(), r.compute) for r in intra] == [((SUN, SUN99), "y"),
+                                                       ((LUNA, LUNA_BIG), "n")]
+    assert [(r.images(), r.compute, r.scene_from) for r in inter] == [
+        ((SUN99, GODDESS), "n", "sun")]  # the ghost row names no image: it cannot come back
+    old = pd.read_csv(meta / INTRA_FILE, index_col=0, dtype=str)  # as the old scripts read it
+    assert list(old["compute"]) == ["y", "n"] and list(old.index) == ["0", "1"]
+    assert list(old.loc["1", ["from_name", "from_seed", "to_seed", "scene"]]) == [
+        "luna", "1234", "5842234013956479", "luna"]
+    # A later plan that takes them again (either direction) gets their n, listed once; the
+    # y row the plan dropped is simply gone.
+    again = [Hop(LUNA_BIG, LUNA, "luna", "luna", 1, "intra"),
+             Hop(GODDESS, SUN99, "goddess", "sun", 1, "inter")]
+    intra, inter = write_transition_tables(meta, again, frames=8, resolve=resolve)
+    assert [(r.images(), r.compute) for r in intra] == [((LUNA_BIG, LUNA), "n")]
+    assert [(r.images(), r.compute) for r in inter] == [((GODDESS, SUN99), "n")]
+    assert [r.compute for r in read_intrascene(meta / INTRA_FILE)] == [r.compute for r in intra]
+
+
 def test_bad_transition_table_cells_are_located(tmp_path: Path) -> None:
     path = write(
         tmp_path / INTRA_FILE,
@@ -244,6 +284,37 @@ def test_story_written_twice_and_read_back(tmp_path: Path) -> None:
     ] == rows
     assert [(r.first_frame, r.last_frame) for r in back] == ranges
     assert [r.row for r in back] == [2, 3, 4, 5]
+
+
+def test_story_files_sdmorph_wrote_are_told_from_the_artists(tmp_path: Path) -> None:
+    rows = story_rows(HOPS, locate)
+    mine = write_story(tmp_path, "mine", rows)
+    assert written_by_sdmorph(mine) and written_by_sdmorph(tmp_path / LATEST_STORY_FILE)
+    old = write(tmp_path / "old.csv", OLD_STORY, bom=True)
+    planned = write_planned_path(tmp_path, HOPS, locate)  # an artist's copy of it is theirs
+    empty = write(tmp_path / "empty.csv", "")
+    for path in (old, planned, empty, tmp_path / "missing.csv"):
+        assert not written_by_sdmorph(path), path
+    # Only the files asked for are written.
+    latest = write(tmp_path / LATEST_STORY_FILE, OLD_STORY)
+    target = write_story(tmp_path, "solo", rows, latest=False)
+    assert target.is_file() and latest.read_text(encoding="utf-8") == OLD_STORY
+    write_story(tmp_path, "other", rows, story=False)
+    assert not story_file(tmp_path, "other").exists() and written_by_sdmorph(latest)
+
+
+def test_hand_made_latest_story_is_kept_once(tmp_path: Path) -> None:
+    assert keep_latest_story(tmp_path) is None  # nothing to keep
+    latest = write(tmp_path / LATEST_STORY_FILE, OLD_STORY, bom=True)
+    original = latest.read_bytes()
+    assert keep_latest_story(tmp_path) == tmp_path / LATEST_STORY_BACKUP
+    assert (tmp_path / LATEST_STORY_BACKUP).read_bytes() == original
+    write(latest, OLD_STORY.replace("luna-1234", "luna-5842"))
+    assert keep_latest_story(tmp_path) is None  # the first copy kept is the artist's original
+    assert (tmp_path / LATEST_STORY_BACKUP).read_bytes() == original
+    (tmp_path / LATEST_STORY_BACKUP).unlink()
+    write_story(tmp_path, "base", story_rows(HOPS, locate))
+    assert keep_latest_story(tmp_path) is None  # sdmorph's own copy needs no keeping
 
 
 def test_story_name_cannot_escape_the_song_folder(tmp_path: Path) -> None:

@@ -264,8 +264,10 @@ def test_out_of_memory_on_one_frame_is_one_line(tmp_path: Path,
 # ---------------------------------------------------------------- NaN pictures
 
 
-def nan_from_call(monkeypatch: pytest.MonkeyPatch, first_bad: int) -> None:
-    """The VAE decodes normally `first_bad` times, then returns NaN (like float16 overflow)."""
+def nan_from_call(monkeypatch: pytest.MonkeyPatch, first_bad: int,
+                  value: float = float("nan")) -> None:
+    """The VAE decodes normally `first_bad` times, then returns `value` everywhere: NaN (like
+    float16 overflow), or -1, which is black once denormalised."""
     decode = AutoencoderKL.decode
     calls: list[int] = []
 
@@ -274,7 +276,7 @@ def nan_from_call(monkeypatch: pytest.MonkeyPatch, first_bad: int) -> None:
         out = decode(self, z, *args, **kwargs)
         if len(calls) <= first_bad:
             return out
-        return (torch.full_like(out[0], float("nan")),)
+        return (torch.full_like(out[0], value),)
 
     monkeypatch.setattr(AutoencoderKL, "decode", bad)
 
@@ -299,4 +301,13 @@ def test_nan_transition_frame_names_the_transition(tmp_path: Path,
     line = one_error_line(result, "NaN")
     assert re.search(r"transition '\S+-\d+ to \S+-\d+' frame 1 ", line), line
     assert len(keyframes(media)) == 3  # the finished keyframes of the plan are kept
+    no_temp_files(tmp_path)
+
+
+def test_black_keyframe_names_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, media = song(tmp_path)
+    nan_from_call(monkeypatch, 1, value=-1.0)
+    result = invoke(tmp_path, "render-prompts", "song", "--batch-size", "2")
+    one_error_line(result, "all black", "luna_1003")
+    assert keyframes(media) == ["luna_1001.png", "luna_1002.png"]
     no_temp_files(tmp_path)

@@ -217,6 +217,7 @@ def test_prompt_text_is_ignored_for_a_prompt_already_there(tmp_path):
         (b"name,prompt,seeds\nluna,m\xe9,1\n", "luna", [1], ["not UTF-8"]),
         (b"\n,,\n", "luna", [1], ["empty"]),
         (b"name,prompt,seeds\nluna,moon,1\n", "luna", [-4], ["-4"]),
+        (b"name,prompt,seeds\nluna,moon,1\n", "luna", [2**64], [str(2**64), "0..2^64-1"]),
     ],
 )
 def test_errors_name_the_file_and_place(tmp_path, data, prompt, seeds, expected):

@@ -313,3 +313,61 @@ def test_every_wild_case_at_once(tmp_path: Path) -> None:
     from sdmorph.song import mask_problems
 
     assert mask_problems(song) == []
+
+
+def test_every_bad_settings_value_is_reported(tmp_path: Path) -> None:
+    write_song(tmp_path, settings={"res_width": "abc", "noise": "gpu", "interpolation_steps": 1,
+                                   "inference_steps": 0, "model_string": "tiny"})
+    lines = errors_of(tmp_path).splitlines()
+    prefix = f"{tmp_path / 'meta/song/tgen_settings.json'}: profile 'default': "
+    for key in ("res_width 'abc'", "noise 'gpu'", "interpolation_steps 1", "inference_steps 0"):
+        assert any(line.startswith(prefix + key) for line in lines), (key, lines)
+
+
+def test_strict_includes_settings_warnings(tmp_path: Path) -> None:
+    write_song(tmp_path, settings={"default": {**SETTINGS["default"], "weird": 1,
+                                               "res_width": 132}})
+    assert len(load(tmp_path).warnings) == 2
+    message = errors_of(tmp_path, strict=True)
+    assert "unknown setting 'weird'" in message and "res_width 132" in message
+
+
+def test_checks_join_the_sheet_problems(tmp_path: Path) -> None:
+    from sdmorph.errors import Problem
+
+    write_song(tmp_path, sheet=SHEET.replace("1001 1002 1003", "1001 zz"))
+    message = errors_of(tmp_path, checks=[lambda song: [Problem("extra", song.settings_path)]])
+    assert "'zz'" in message and "tgen_settings.json: extra" in message
+
+
+def test_load_prompts_reads_no_scenes(tmp_path: Path) -> None:
+    from sdmorph.song import load_prompts
+
+    write_song(tmp_path, sheet=SHEET + "comet,a comet,,\n", scenes=SCENES + "3,comet,0,2,,\n")
+    meta, media = tmp_path / "meta" / "song", tmp_path / "media" / "song"
+    assert "has no seeds yet" in errors_of(tmp_path)
+    song = load_prompts(meta, media)
+    assert song.prompts["comet"].seeds == () and song.scenes == []
+    (meta / "scene_sequence.csv").unlink()
+    assert list(load_prompts(meta, media).prompts) == ["luna", "sun", "star", "comet"]
+
+
+def test_trailing_commas_beyond_the_header_are_dropped(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet="name,prompt,seeds\nluna,a moon,1001 1002,,\nsun,a sun,2001,\n",
+               scenes="scene,duration,section\nluna,1,1,\nsun,0,2,,\n")
+    song = load(tmp_path)
+    assert song.prompts["luna"].seeds == (1001, 1002)  # not shifted into an index
+    assert [(s.name, s.section) for s in song.scenes] == [("luna", 1), ("sun", 2)]
+
+
+def test_index_column_without_header_name(tmp_path: Path) -> None:
+    write_song(tmp_path, scenes="scene,duration,section,start\n0,luna,1,1,\n1,sun,0,1,\n"
+                                "2,star,0,2,\n")
+    assert [s.name for s in load(tmp_path).scenes] == ["luna", "sun", "star"]
+
+
+def test_cells_beyond_the_header_are_reported_not_shifted(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet="name,prompt,seeds\nluna,a moon,1001,,zz\nsun,a sun,2001\n")
+    message = errors_of(tmp_path)
+    assert "prompt_image_definitions.csv, row 2" in message
+    assert "'zz' in cell 5 has no column" in message

@@ -28,6 +28,7 @@ from sdmorph.store import (
     TransitionStore,
     compute_recipe_key,
     png_complete,
+    png_decodes,
 )
 
 N = 6
@@ -116,6 +117,31 @@ def test_png_complete_detects_truncation_and_junk(tmp_path: Path) -> None:
     assert not png_complete(tmp_path / "missing.png")
 
 
+def noise_png(size: int = 32) -> bytes:
+    """A PNG whose pixel data fills most of the file (noise does not compress)."""
+    pixels = bytes((i * 7919 + i // 3) % 251 for i in range(size * size * 3))
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (size, size), pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def zeroed_middle(data: bytes) -> bytes:
+    """Signature and IEND intact, the middle third zeroed (a damaged cloud download)."""
+    third = len(data) // 3
+    return data[:third] + b"\0" * third + data[2 * third :]
+
+
+def test_png_decodes_catches_a_zeroed_middle(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    good.write_bytes(noise_png())
+    bad.write_bytes(zeroed_middle(noise_png()))
+    assert png_complete(bad)  # head and tail look whole: only decoding tells
+    assert png_decodes(good) and not png_decodes(bad)
+    bad.write_bytes(noise_png()[:-5])
+    assert not png_decodes(bad)
+    assert not png_decodes(tmp_path / "missing.png")
+
+
 # ----- legacy folders ---------------------------------------------------------------------
 
 
@@ -148,6 +174,37 @@ def test_truncated_frame_makes_the_folder_incomplete(store: TransitionStore, med
     assert info.state == "incomplete"
     assert "frame000003.png" in info.reason and "1 of 6" in info.reason
     assert store.find(LUNA, SUN12) is None
+
+
+def test_undecodable_frame_makes_the_folder_incomplete_and_is_cached(
+    store: TransitionStore, media: Path
+) -> None:
+    folder = make_frames(tdir(media, "luna-5842 to sun-12"), data=noise_png())
+    assert store.scan()[0].state == "complete"
+    frame = folder / frame_name(4)
+    frame.write_bytes(zeroed_middle(noise_png()))
+    (info,) = store.scan()
+    assert info.state == "incomplete"
+    assert "frame000004.png" in info.reason and "do not decode" in info.reason
+    assert store.find(LUNA, SUN12) is None
+    # The verdict is cached by (size, mtime_ns): a second scan does not decode again, so
+    # a good file put back with the same size and mtime still reads as broken.
+    st = frame.stat()
+    frame.write_bytes(noise_png())
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert TransitionStore(media, SEEDS, N).scan()[0].state == "incomplete"
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert TransitionStore(media, SEEDS, N).scan()[0].state == "complete"
+
+
+def test_cache_of_the_old_version_is_checked_again(store: TransitionStore, media: Path) -> None:
+    # Version 1 vouched for frames by their head and tail bytes alone.
+    folder = make_frames(tdir(media, "luna-5842 to sun-12"), data=zeroed_middle(noise_png()))
+    entries = {f.name: [f.stat().st_size, f.stat().st_mtime_ns, 1] for f in folder.iterdir()}
+    (media / FRAMECHECK_PATH).parent.mkdir(parents=True)
+    (media / FRAMECHECK_PATH).write_text(
+        json.dumps({"version": 1, "folders": {folder.name: entries}}))
+    assert store.scan()[0].state == "incomplete"
 
 
 @pytest.mark.parametrize(
@@ -505,7 +562,7 @@ def test_cache_forgets_removed_folders_and_survives_damage(
     assert set(cache["folders"]) == {"luna-5842 to sun-12"}
     (media / FRAMECHECK_PATH).write_text("{broken")
     assert [i.state for i in TransitionStore(media, SEEDS, N).scan()] == ["complete"]
-    assert json.loads((media / FRAMECHECK_PATH).read_text())["version"] == 1
+    assert json.loads((media / FRAMECHECK_PATH).read_text())["version"] == 2
 
 
 def test_scan_speed_with_and_without_cache(media: Path) -> None:

@@ -178,3 +178,72 @@ def test_settings_change_marks_stale_and_force_rerenders(tmp_path: Path) -> None
     assert forced.exit_code == 0
     after = frames_of(tmp_path)
     assert after.keys() == before.keys() and after != before
+
+
+def table_rows(path: Path) -> list[tuple[str, str]]:
+    frame = pd.read_csv(path, dtype=str, index_col=0)
+    return [(f"{r.from_name}-{r.from_seed} to {r.to_name}-{r.to_seed}", r.compute)
+            for r in frame.itertuples()]
+
+
+def summary_count(output: str, label: str) -> int:
+    """The count of `label` in the transitions end table (0 when the row is not shown)."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) > 2 and cells[1] == label:
+            return int(cells[2])
+    return 0
+
+
+def test_compute_n_survives_a_plan_without_the_pair(tmp_path: Path) -> None:
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    media = tmp_path / "media" / "song"
+    table = media / "transition_meta/intrascene_transitions.csv"
+    assert invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "0").exit_code == 0
+    intra = pd.read_csv(table, dtype=str, index_col=0)
+    skipped = "sun-2001 to sun-2003"
+    assert table_rows(table)[1] == (skipped, "y")
+    intra.loc[intra.index[1], "compute"] = "n"
+    intra.to_csv(table)
+    # Seed 5 plans other sun transitions: the artist's n row is kept, after the plan's rows.
+    assert invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "5").exit_code == 0
+    rows = table_rows(table)
+    assert rows[-1] == (skipped, "n") and len(rows) == 4
+    assert skipped not in [name for name, _ in rows[:-1]]
+    # Seed 0 takes it again: still n, so it is not rendered, and the end table says so.
+    result = invoke(tmp_path, "transitions", "song", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    assert (skipped, "n") in table_rows(table)
+    assert "(1 set to compute = n)" in result.stdout
+    assert summary_count(result.stdout, "skipped (compute = n)") == 1
+    assert summary_count(result.stdout, "rendered") == 4
+    assert "frames/s" in result.stdout
+    assert not (media / "transition_images" / skipped).exists()
+
+
+def test_a_failed_transition_is_listed_and_the_others_render(tmp_path: Path) -> None:
+    from sdmorph.ids import ImageId
+    from sdmorph.store import TransitionStore
+
+    write_song(tmp_path, settings=FRAME_SETTINGS)
+    base = tmp_path / "media/song/transition_images"
+    assert invoke(tmp_path, "transitions", "song", "--plan-only").exit_code == 0
+    # Files (not folders) under every name sdmorph could render luna-1002 -> luna-1003 into:
+    # the store refuses that one transition, as it would on a real song.
+    base.mkdir()
+    names = TransitionStore._candidate_names(ImageId("luna", 1002), ImageId("luna", 1003))
+    for name in names:
+        (base / name).write_text("in the way")
+    result = invoke(tmp_path, "transitions", "song", "--render-only")
+    assert result.exit_code == 2, result.output
+    assert summary_count(result.stdout, "failed") == 1
+    assert summary_count(result.stdout, "rendered") == 4
+    assert "frames/s" in result.stdout
+    assert "transition 'luna-1002 to luna-1003'" in result.stderr
+    assert result.stderr.count("error:") == 1 and "run the same command again" in result.stderr
+    assert "no free folder name" in result.stderr and "Traceback" not in result.output
+    rendered = [p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(rendered) == 4 and all((p / "manifest.json").is_file() for p in rendered)
+    # The plan picture is redrawn after --render-only too, marking what was rendered.
+    with Image.open(tmp_path / "media/song/story/plan_graph.png") as image:
+        assert image.text["path_rendered"] == "4 of 5"  # type: ignore[attr-defined]

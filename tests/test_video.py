@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import shlex
 import struct
 import subprocess
 import wave
@@ -14,6 +16,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from sdmorph import video as video_module
 from sdmorph.errors import MovieError
 from sdmorph.video import (
     EncodeOptions,
@@ -190,11 +193,12 @@ def test_smooth_refuses_frames_too_small(tmp_path: Path) -> None:
 
 
 def test_plan_counts_frames_and_section_starts(tmp_path: Path) -> None:
-    def seg(n: int, section: int) -> Segment:
-        return Segment(f"x{n} to y", tuple(tmp_path / f"frame{k:06d}.png" for k in range(n)),
+    def seg(n: int, section: int, a: str, b: str) -> Segment:
+        return Segment(f"{a} to {b}", tuple(tmp_path / f"frame{k:06d}.png" for k in range(n)),
                        section)
 
-    segments = [seg(5, 1), seg(4, 1), seg(6, 2), seg(3, 3), seg(2, 3)]
+    segments = [seg(5, 1, "a", "b"), seg(4, 1, "b", "c"), seg(6, 2, "c", "d"),
+                seg(3, 3, "d", "e"), seg(2, 3, "e", "f")]
     plan = plan_story(segments, EncodeOptions(fps=10, hold=0.3))
 
     assert plan.hold_frames == 3
@@ -205,6 +209,38 @@ def test_plan_counts_frames_and_section_starts(tmp_path: Path) -> None:
     assert [s.start for s in plan.sections] == [0, 13, 21]
     last = plan.sections[-1]
     assert last.start + last.frames == plan.frames
+    # The story jumps from c to x: d-to-e's section opens on its own first frame.
+    segments[3] = seg(3, 3, "x", "e")
+    cut = plan_story(segments, EncodeOptions(fps=10, hold=0.3))
+    assert cut.joins == (False, True, True, False, True)
+    assert cut.frames == plan.frames + 1 + 3
+    assert [s.start for s in cut.sections] == [0, 13, 25]
+    assert cut.sections[-1].frames == 13 and cut.ranges[3] == (25, 33)
+
+
+@pytest.mark.parametrize("sections", [(1, 1, 1), (1, 2, 2)])
+def test_cut_plays_both_end_frames(tmp_path: Path, sections: tuple[int, int, int]) -> None:
+    # a->b, then a cut to c->d and back: c's first frame must play, in every video.
+    ab = write_frames(tmp_path / "frames" / "a-1 to b-1", [0, 1, 2, 3])
+    cd = write_frames(tmp_path / "frames" / "c-1 to d-1", [4, 5, 6])
+    segments = [Segment("a-1 to b-1", tuple(ab), sections[0]),
+                Segment("c-1 to d-1", tuple(cd), sections[1]),
+                Segment("d-1 to c-1", tuple(reversed(cd)), sections[2])]
+    out = tmp_path / "out"
+
+    report = encode(segments, out, "cut", EncodeOptions(codecs=("mjpeg",), hold=0.1))
+
+    first, second = [0, 0, 1, 2, 3, 3], [4, 4, 5, 6, 6, 5, 4, 4]
+    assert colours(out / "cut_combined.mov") == first + second
+    assert report.frames == len(first + second)
+    plan = plan_story(segments, EncodeOptions(hold=0.1))
+    assert plan.ranges == ((0, 5), (6, 10), (9, 13))
+    if sections[1] == 1:
+        assert colours(out / "sections" / "section_1.mov") == first + second
+    else:
+        assert colours(out / "sections" / "section_1.mov") == first
+        assert colours(out / "sections" / "section_2.mov") == second
+        assert [s.start for s in plan.sections] == [0, 6]  # its audio starts there too
 
 
 # ---------------------------------------------------------------- audio
@@ -280,9 +316,9 @@ def test_clips_and_their_index(tmp_path: Path) -> None:
     ab = tuple(write_frames(frames / "a-1 to b-1", [0, 1, 2]))
     bc = tuple(write_frames(frames / "b-1 to c-1", [4, 5, 6, 7]))
     segments = [
-        Segment("a-1 to b-1", ab, 1),
-        Segment("b-1 to c-1", bc, 1),
-        Segment("c-1 to b-1", tuple(reversed(bc)), 3),
+        Segment("a-1 to b-1", ab, 1, scene_from="dawn", scene_to="noon"),
+        Segment("b-1 to c-1", bc, 1, scene_from="noon", scene_to="noon"),
+        Segment("c-1 to b-1", tuple(reversed(bc)), 3, scene_from="noon", scene_to="noon"),
         Segment("b-1 to c-1", bc, 3),  # played a second time: one clip
     ]
     out = tmp_path / "out"
@@ -301,6 +337,10 @@ def test_clips_and_their_index(tmp_path: Path) -> None:
         for file in clip.files.values():
             assert colours(out / file) == played
     assert (by_name["c-1 to b-1"].from_, by_name["c-1 to b-1"].to) == ("c-1", "b-1")
+    assert [(c.scene_from, c.scene_to) for c in index.clips] == [
+        ("dawn", "noon"), ("noon", "noon"), ("noon", "noon")]
+    raw = (out / "clips.json").read_text(encoding="utf-8")
+    assert '"scene_from": "dawn"' in raw and '"scene_to": "noon"' in raw
     assert by_name["b-1 to c-1"].indices == [1, 3] and by_name["b-1 to c-1"].index == 1
     assert by_name["c-1 to b-1"].section == 3
 
@@ -367,7 +407,52 @@ def test_ffmpeg_failure_reports_its_words_and_keeps_old_movies(tmp_path: Path) -
     with pytest.raises(MovieError, match="ffmpeg failed") as caught:
         encode(story(tmp_path / "frames"), out, "base", EncodeOptions(audio=song))
 
-    assert "channel" in str(caught.value)
+    message = str(caught.value)
+    assert "\n" not in message and "channel" in message  # the cause, not the aftermath
+    assert message.startswith(f"{out / 'base_combined.mov'}: ffmpeg failed (exit code ")
+    assert_untouched(out, files)
+
+
+# What ffmpeg says when the disk fills while it writes a movie (its exit code is 228).
+FULL_DISK = """[mov @ 0x55d0c0a1b2c0] av_interleaved_write_frame(): No space left on device
+[out#0/mov @ 0x55d0c0a1a000] Error writing trailer: No space left on device
+[out#0/mov @ 0x55d0c0a1a000] Error closing file: No space left on device
+"""
+
+
+def full_disk_ffmpeg(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put an ffmpeg in front of the real one whose encodes fail as on a full disk.
+
+    Encodes (raw frames on stdin) read every frame, then print FULL_DISK and exit 228;
+    everything else (probing, listing encoders) runs the real ffmpeg.
+    """
+    fake = folder / "full-disk-ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" rawvideo "*)\n'
+        f"  cat >/dev/null; printf '%s' {shlex.quote(FULL_DISK)} >&2; exit 228;;\n"
+        "esac\n"
+        f'exec {shlex.quote(FFMPEG)} "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
+    # video caches the binary's path: a fresh cache for this test, the old one back after.
+    monkeypatch.setattr(video_module, "ffmpeg_exe",
+                        functools.lru_cache(maxsize=1)(video_module.ffmpeg_exe.__wrapped__))
+
+
+def test_full_disk_is_one_plain_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    files = old_movies(out)
+    full_disk_ffmpeg(tmp_path, monkeypatch)
+
+    with pytest.raises(MovieError) as caught:
+        encode(story(tmp_path / "frames"), out, "base", EncodeOptions(codecs=("mjpeg",)))
+
+    path, sep, said = str(caught.value).partition(": ")
+    assert sep and Path(path).parent in (out, out / "sections")  # whichever video failed first
+    assert said == ("ffmpeg failed (exit code 228): disk full (Error writing trailer: No space "
+                    "left on device): free some space and run again")
     assert_untouched(out, files)
 
 

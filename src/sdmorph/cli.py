@@ -141,12 +141,35 @@ def validate(
     scenes: ScenesOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Check a song's metadata (prompts, seeds, scenes, masks) and summarise it."""
-    from sdmorph.song import check_masks, summary
+    """Check a song's metadata (prompts, seeds, scenes, masks, model settings) and summarise it."""
+    from sdmorph.song import mask_problems, summary
 
-    loaded = load(ctx, song, profile, scenes, strict)
-    check_masks(loaded)
+    loaded = _load_checked(ctx, song, profile, scenes, strict, [mask_problems, _model_check()])
     ui.table(f"{song}: valid", ["", ""], summary(loaded))
+
+
+def _load_checked(ctx: typer.Context, song: str, profile: str, scenes: str | None,
+                  strict: bool, checks: list[Callable[[Any], list[Any]]]) -> Any:
+    """Load a song with extra checks whose problems are reported with the sheet's and scenes'."""
+    from sdmorph.song import load_song
+
+    settings = settings_of(ctx)
+    loaded = load_song(settings.meta_song(song), settings.media_song(song), profile=profile,
+                       scenes=scenes, strict=strict, checks=checks)
+    for warning in loaded.warnings:
+        ui.warn(warning)
+    return loaded
+
+
+def _model_check(model: str | None = None) -> Callable[[Any], list[Any]]:
+    """The settings the model loader would refuse (scheduler, local model paths), up front."""
+
+    def check(loaded: Any) -> list[Any]:
+        from sdmorph.sources import profile_problems
+
+        return profile_problems(loaded.profile, loaded.settings_path, model)
+
+    return check
 
 
 BatchOpt = Annotated[
@@ -196,7 +219,7 @@ def render_prompts(
     """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
     from sdmorph.keyframes import render_keyframes, select_images
 
-    loaded = load(ctx, song, profile, scenes, strict)
+    loaded = _load_checked(ctx, song, profile, scenes, strict, [_model_check(model)])
     renderer = renderer_for(ctx, loaded, model, device)
     images = select_images(renderer, only)
     with ui.bar("keyframes", len(images)) as advance:
@@ -249,24 +272,76 @@ def explore(
     batch_size: BatchOpt = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Try seeds for a prompt: images plus a contact sheet labelled by seed; keep the good ones."""
+    """Try seeds for a prompt: images plus a contact sheet labelled by seed; keep the good ones.
+
+    Only the prompt sheet and settings are read (not the scene sequence, --scenes is accepted
+    for uniform scripts): a new song's prompts without seeds are what explore is for.
+    """
     keep, seeds = _more_seeds(keep, seeds, more)
+    _check_explore_options(prompt, prompt_text, keep, seeds, sweep)
     if keep:
         _keep(ctx, song, prompt, keep, prompt_text)
         return
-    from sdmorph.explore import unexplored, with_prompt
-
-    loaded = load(ctx, song, profile, scenes, strict)
-    names = [prompt] if prompt else unexplored(loaded)
+    loaded = _load_prompts(ctx, song, profile, strict, model)
+    names = _explore_names(loaded, prompt, bool(sweep))
     if not names:
-        ui.info("every prompt has seeds already; name one with -p to explore it further")
         return
-    loaded = with_prompt(loaded, names[0], prompt_text) if prompt else loaded
+    if prompt:
+        from sdmorph.explore import with_prompt
+
+        loaded = with_prompt(loaded, prompt, prompt_text)
     renderer = renderer_for(ctx, loaded, model, device)
     if sweep:
-        _sweep(renderer, names[0], seeds, sweep)
+        for name in names:
+            _sweep(renderer, name, seeds, sweep)
         return
     _explore(renderer, names, n, seeds, rng_seed, batch_of(renderer, batch_size))
+
+
+def _check_explore_options(prompt: str | None, prompt_text: str | None, keep: list[int] | None,
+                           seeds: list[int] | None, sweep: list[str] | None) -> None:
+    """Refuse options that would otherwise be silently ignored; report them together."""
+    problems = []
+    if prompt_text is not None and not prompt:
+        problems.append("--prompt-text needs -p NAME (the new prompt's name)")
+    if keep and seeds:
+        problems.append("--keep writes seeds to the sheet and --seeds renders seeds: give one "
+                        "of them")
+    if keep and sweep:
+        problems.append("--keep renders nothing, so --sweep would be ignored: give one of them")
+    if problems:
+        raise SdmorphError(*problems)
+
+
+def _load_prompts(ctx: typer.Context, song: str, profile: str, strict: bool,
+                  model: str | None) -> Any:
+    """The sheet and settings only: explore needs no scene sequence, nor seeds in its scenes."""
+    from sdmorph.song import load_prompts
+
+    settings = settings_of(ctx)
+    loaded = load_prompts(settings.meta_song(song), settings.media_song(song), profile=profile,
+                          strict=strict, checks=[_model_check(model)])
+    for warning in loaded.warnings:
+        ui.warn(warning)
+    return loaded
+
+
+def _explore_names(loaded: Any, prompt: str | None, sweep: bool) -> list[str]:
+    """-p's prompt; else a sweep tunes every prompt with seeds, a plain run tries new ones."""
+    from sdmorph.explore import unexplored
+
+    if prompt:
+        return [prompt]
+    if sweep:
+        names = [name for name, p in loaded.prompts.items() if p.seeds]
+        if not names:
+            raise SdmorphError(f"no prompt in {loaded.sheet_path} has seeds yet: name one with "
+                               "-p and give --seeds for the sweep")
+        return names
+    names = unexplored(loaded)
+    if not names:
+        ui.info("every prompt has seeds already; name one with -p to explore it further")
+    return names
 
 
 def _more_seeds(keep: list[int] | None, seeds: list[int] | None,
@@ -275,7 +350,7 @@ def _more_seeds(keep: list[int] | None, seeds: list[int] | None,
     if not more:
         return keep, seeds
     if keep and seeds:
-        raise SdmorphError("give either --keep or --seeds with several seeds, not both")
+        return keep, seeds  # refused by _check_explore_options
     if keep:
         return [*keep, *more], seeds
     if seeds:
@@ -378,26 +453,41 @@ def transitions(
         raise SdmorphError("--plan-only and --render-only exclude each other")
     loaded = load(ctx, song, profile, scenes, strict)
     store = open_store(loaded)
+    path, skipped = None, None  # with --render-only: the plan files as they are
     if not render_only:
         plan = make_plan(loaded, seed, paths, store)
+        path, skipped = plan.paths[0], plan.skipped
         hops = sum(len(p) for p in plan.paths)
         ui.info(f"planned {len(plan.paths)} path(s), {hops} hops, {len(plan.pairs)} transitions "
                 f"to render ({len(plan.skipped)} set to compute = n)")
-        for path in plan.files:
-            ui.info(f"wrote {path}")
+        for file in plan.files:
+            ui.info(f"wrote {file}")
     if plan_only:
         return
-    pairs, _ = planned_pairs(loaded)
+    pairs, table_skipped = planned_pairs(loaded)
     renderer = renderer_for(ctx, loaded, model, device, compile)
-    _render_transitions(renderer, store, pairs, batch_of(renderer, batch_size), force)
-    if not render_only:
-        from sdmorph.planning import draw_graphs
+    _transitions_stage(renderer, store, pairs, table_skipped if skipped is None else skipped,
+                       batch_of(renderer, batch_size), force, path)
 
-        draw_graphs(loaded, plan.paths[0], store)  # now marking what was rendered
+
+def _transitions_stage(renderer: Any, store: Any, pairs: list[Any], skipped: list[Any],
+                       batch_size: int, force: bool, path: list[Any] | None) -> Any:
+    """Render, print the table, redraw the plan pictures; then fail if a transition failed."""
+    from sdmorph.planning import draw_graphs
+
+    report = _render_transitions(renderer, store, pairs, batch_size, force, skipped)
+    _transition_summary(report)
+    draw_graphs(renderer.song, path, store)  # now marking what was rendered
+    failed = report.having("failed")
+    if failed:  # one error line: the first failure (the others are warnings above)
+        more = f" ({len(failed) - 1} more failed, listed above)" if len(failed) > 1 else ""
+        raise SdmorphError(f"{failed[0].reason}{more}; finished transitions are kept: fix it and "
+                           "run the same command again")
+    return report
 
 
 def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size: int,
-                        force: bool) -> None:
+                        force: bool, skipped: list[Any]) -> Any:
     from sdmorph.keyframes import render_keyframes
     from sdmorph.transitions import TransitionRenderer, render_all
 
@@ -409,26 +499,44 @@ def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size:
                          on_image=lambda n: prog.advance(keys, n))
         trans = prog.add_task("transitions", total=len(pairs))
         frame_task = prog.add_task("frames", total=len(pairs) * frames)
+        advanced = [0]  # frames the bar moved for the current transition
+
+        def on_frames(n: int) -> None:
+            advanced[0] += n
+            prog.advance(frame_task, n)
+
         tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
-                                on_frames=lambda n: prog.advance(frame_task, n))
+                                on_frames=on_frames)
 
         def done(outcome: Any) -> None:
+            # Whatever happened (done before, resumed, failed half-way), it takes `frames`.
             prog.advance(trans, 1)
-            if outcome.status != "rendered":
-                prog.advance(frame_task, frames)
+            prog.advance(frame_task, frames - advanced[0])
+            advanced[0] = 0
 
-        report = render_all(tr, pairs, on_transition=done)
-    _transition_summary(report)
+        return render_all(tr, pairs, on_transition=done, skipped=skipped)
+
+
+_SUMMARY_ROWS = {"rendered": "rendered", "done": "done", "legacy": "legacy",
+                 "skipped": "skipped (compute = n)", "stale": "stale",
+                 "incomplete-legacy": "incomplete-legacy", "busy": "busy", "failed": "failed"}
+_HINTS = {"stale": "; --force re-renders it",
+          "incomplete-legacy": "; --force renders a new sdmorph folder",
+          "busy": "; another sdmorph process is rendering it", "failed": ""}
 
 
 def _transition_summary(report: Any) -> None:
-    rows = [(status, report.count(status)) for status in
-            ("rendered", "done", "legacy", "stale", "incomplete-legacy", "busy")]
+    rows = [(label, report.count(status)) for status, label in _SUMMARY_ROWS.items()]
     fps = report.frames / report.seconds if report.seconds else 0.0
-    ui.table("transitions", ["status", "count"], [r for r in rows if r[1]] or [("none", 0)])
-    for outcome in report.outcomes:
-        if outcome.status in ("stale", "incomplete-legacy", "busy"):
-            ui.warn(f"{outcome.status}: {outcome.folder or ''} {outcome.reason}")
+    rows = [r for r in rows if r[1]] or [("none", 0)]
+    ui.table("transitions", ["status", "count"], [*rows, ("frames/s", f"{fps:.1f}")])
+    # The first failure is the command's error line: not said twice.
+    first_failure = next(iter(report.having("failed")), None)
+    for outcome in report.having(*_HINTS):
+        if outcome is first_failure:
+            continue
+        where = f"{outcome.folder}: " if outcome.folder else ""
+        ui.warn(f"{outcome.status}: {where}{outcome.reason}{_HINTS[outcome.status]}")
     ui.info(f"{report.frames} frames rendered in {report.seconds:.1f}s ({fps:.1f} frames/s)")
 
 
@@ -544,7 +652,7 @@ def adopt(
             ui.info(f"wrote {path}")
         ui.info(f"{len(written)} manifests written; no frame was changed")
     else:
-        ui.info("nothing was changed")
+        ui.info("no song file or frame was changed")
 
 
 CodecOpt = Annotated[
@@ -587,9 +695,12 @@ def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
              device: str | None, fps: float | None, audio: Path | None, codec: str,
              batch_size: int | None, profile: str, scenes: str | None) -> Any:
     from sdmorph.keyframes import render_keyframes, select_images
-    from sdmorph.movie import MovieRequest, make_movie, print_summary
+    from sdmorph.movie import MovieRequest, encode_options, make_movie, print_summary
     from sdmorph.planning import make_plan, open_store, planned_pairs
 
+    request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
+                           scenes=scenes)
+    encode_options(loaded, request)  # a bad --codec or --audio fails now, not after the render
     renderer = renderer_for(ctx, loaded, model, device)
     batch = batch_of(renderer, batch_size)
     ui.info("1/3 keyframes")
@@ -598,14 +709,44 @@ def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
         render_keyframes(renderer, images, batch_size=batch, on_image=advance)
     ui.info("2/3 transitions")
     store = open_store(loaded)
-    make_plan(loaded, seed, 1, store)
+    plan = make_plan(loaded, seed, 1, store)
     pairs, _ = planned_pairs(loaded)
-    _render_transitions(renderer, store, pairs, batch, force=False)
+    report = _transitions_stage(renderer, store, pairs, plan.skipped, batch, False,
+                                plan.paths[0])
+    _stop_if_unrendered(loaded, request, report)
     ui.info("3/3 movie")
-    result = make_movie(loaded, MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio,
-                                             profile=profile, scenes=scenes))
+    result = make_movie(loaded, request)
     print_summary(result)
     return result
+
+
+_WHY_UNRENDERED = {"stale": "was rendered with other settings",
+                   "incomplete-legacy": "is an incomplete legacy folder",
+                   "busy": "is being rendered by another sdmorph process"}
+_SHOWN_UNRENDERED = 3
+
+
+def _stop_if_unrendered(song: Any, request: Any, report: Any) -> None:
+    """The movie needs the planned transitions: stop here, saying which and how to fix it."""
+    from sdmorph.ids import transition_name
+    from sdmorph.movie import transitions_command
+
+    left = report.having(*_WHY_UNRENDERED)
+    if not left:
+        return
+    shown = "; ".join(
+        f"'{transition_name(o.a, o.b)}' {_WHY_UNRENDERED[o.status]}"
+        + (f" ({o.reason})" if o.reason and o.status != "busy" else "")
+        for o in left[:_SHOWN_UNRENDERED])
+    more = f" and {len(left) - _SHOWN_UNRENDERED} more" if len(left) > _SHOWN_UNRENDERED else ""
+    command = transitions_command(song, request) + (f" --seed {request.seed}"
+                                                    if request.seed else "")
+    if all(o.status == "busy" for o in left):
+        fix = "run the same command again once the other process has finished"
+    else:
+        fix = f"`{command} --force` renders them into new folders; then run the same command again"
+    raise SdmorphError(f"{len(left)} planned transition(s) not rendered, so no movie was made: "
+                       f"{shown}{more}; {fix}")
 
 
 @app.command()

@@ -73,7 +73,10 @@ def draw_plan(
     target: Path,
 ) -> None:
     """Save a PNG: scenes as columns in order, images as dots, rendered transitions as thin
-    grey lines, the path as a thick line (solid where rendered, dashed where not)."""
+    grey lines, the path as a thick line (solid where rendered, dashed where not).
+
+    The PNG's text chunks say the same in numbers (`path_rendered`: "3 of 5"), for scripts.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,15 +86,19 @@ def draw_plan(
     n_nodes = len(where)
     fig, ax = plt.subplots(figsize=_figure_size(scenes), dpi=100)
     try:
-        _draw_rendered(ax, where, exists)
-        _draw_path(ax, path_hops, where, exists)
+        rendered = _draw_rendered(ax, where, exists)
+        on_path = _draw_path(ax, path_hops, where, exists)
         _draw_nodes(ax, scenes, where, label=n_nodes <= _LABEL_NODES_MAX)
         _decorate(ax, scenes)
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             # A name with an emoji or a rare script only misses its glyph in the picture.
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            fig.savefig(buffer, format="png", bbox_inches="tight")
+            fig.savefig(buffer, format="png", bbox_inches="tight", metadata={
+                "Software": "sdmorph",
+                "path_rendered": f"{on_path} of {len(path_hops)}",
+                "rendered_transitions": str(rendered),
+            })
     finally:
         plt.close(fig)
     write_bytes(Path(target), buffer.getvalue())
@@ -138,7 +145,8 @@ def _draw_rendered(
     ax: Axes,
     where: dict[ImageId, tuple[float, float]],
     exists: Collection[frozenset[ImageId]],
-) -> None:
+) -> int:
+    """Draw the rendered transitions; returns how many were drawn."""
     from matplotlib.collections import LineCollection
 
     lines = _edges_between(exists, where)
@@ -155,6 +163,7 @@ def _draw_rendered(
                 label="rendered transition",
             )
         )
+    return len(lines)
 
 
 def _draw_path(
@@ -162,7 +171,8 @@ def _draw_path(
     hops: Sequence[Hop],
     where: dict[ImageId, tuple[float, float]],
     exists: Collection[frozenset[ImageId]],
-) -> None:
+) -> int:
+    """Draw the path; returns how many of its hops are rendered."""
     from matplotlib.collections import LineCollection
 
     solid, dashed = [], []
@@ -177,6 +187,7 @@ def _draw_path(
         ax.add_collection(
             LineCollection(dashed, linestyles="dashed", label="path (not rendered)", **style)
         )
+    return sum(frozenset((hop.a, hop.b)) in exists for hop in hops)
 
 
 def _draw_nodes(

@@ -6,6 +6,10 @@ or read from a story file as it is (old hand-edited ones included). Each row bec
 `video.Segment` whose frames come from one complete transition folder, backwards when only
 the other direction is rendered; `video.encode_story` writes the movies.
 
+Story files of the old scripts are artists' work: a movie never replaces one (it refuses
+before writing anything), and a hand-made `story/trans_sequence.csv` is kept aside as
+`story/trans_sequence.before-sdmorph.csv` before sdmorph first replaces it.
+
 The story folder `stories/<name>/` is locked while a movie is written, so two runs of one
 story never interleave. Nothing outside the videos changes until every video is written and
 checked: the story file and the removal of stale section videos and clips come after.
@@ -16,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from sdmorph import ui
 from sdmorph.errors import MovieError, Problem, SdmorphError
-from sdmorph.fsio import clean_temp_files, locked, try_locked, write_bytes
+from sdmorph.fsio import clean_temp_files, locked, try_locked
 from sdmorph.ids import ImageId, transition_name
 from sdmorph.legacy import frame_files
 from sdmorph.plan import PlanError, choose_story
@@ -32,10 +35,12 @@ from sdmorph.planfiles import (
     LATEST_STORY_FILE,
     PLANNED_FILE,
     StoryRow,
+    keep_latest_story,
     read_story,
     story_file,
     story_rows,
     write_story,
+    written_by_sdmorph,
 )
 from sdmorph.planning import open_store, planned_pairs
 from sdmorph.song import Song, resolver
@@ -207,7 +212,7 @@ def _chosen_story(song: Song, request: MovieRequest, store: TransitionStore,
     except PlanError as exc:
         raise _unreachable(song, request, exc) from None
     rows = story_rows(hops, _locator(store))
-    segments = [_segment(row, Path(row.input_image_folder), row.reversed) for row in rows]
+    segments = [_segment(song, row) for row in rows]
     return MovieStory(tuple(rows), tuple(segments),
                       f"chosen from the rendered transitions (seed {request.seed})")
 
@@ -235,7 +240,7 @@ def _story_from_file(song: Song, request: MovieRequest, path: Path, store: Trans
         folder, backwards = _locate_row(row, path, store, by_name, command)
         located.append(row.model_copy(update={"input_image_folder": str(folder),
                                               "reversed": backwards}))
-    segments = [_segment(row, Path(row.input_image_folder), row.reversed) for row in located]
+    segments = [_segment(song, row) for row in located]
     return MovieStory(tuple(located), tuple(segments), source, path, _cuts(located, path))
 
 
@@ -297,12 +302,28 @@ def _named_folder(row: StoryRow, info: FolderInfo, path: Path) -> tuple[Path, bo
     return info.path, row.reversed
 
 
-def _segment(row: StoryRow, folder: Path, backwards: bool) -> Segment:
-    frames = frame_files(folder)
-    if backwards:
+def _segment(song: Song, row: StoryRow) -> Segment:
+    """The row's frames in playing order (backwards when reversed), with its scenes."""
+    frames = frame_files(Path(row.input_image_folder))
+    if row.reversed:
         frames.reverse()
+    scene_from, scene_to = _scenes_of(song, row)
     return Segment(name=f"{row.c1.label} to {row.c2.label}", frames=tuple(frames),
-                   section=row.section, start=row.c1.label, end=row.c2.label)
+                   section=row.section, start=row.c1.label, end=row.c2.label,
+                   scene_from=scene_from, scene_to=scene_to)
+
+
+def _scenes_of(song: Song, row: StoryRow) -> tuple[str, str]:
+    """The row's scenes as it names them; else the song's scenes holding c1 and c2.
+
+    Old story files name only `scene_from`; c2 stays in that scene when it belongs to it.
+    """
+    def holding(image: ImageId, prefer: str) -> str:
+        names = [scene.name for scene in song.scenes if image in scene.images]
+        return prefer if prefer in names or not names else names[0]
+
+    scene_from = row.scene_from or holding(row.c1, "")
+    return scene_from, row.scene_to or holding(row.c2, scene_from)
 
 
 # ---------------------------------------------------------------- no story: what to render
@@ -353,18 +374,6 @@ def _skipped_by_artist(song: Song) -> set[frozenset[ImageId]]:
 # ---------------------------------------------------------------- frame ranges
 
 
-def frame_ranges(counts: Sequence[int], hold: int) -> list[tuple[int, int]]:
-    """(first, last) frame of each transition in the combined movie, both keyframes with
-    their holds included: consecutive transitions share their meeting keyframe."""
-    ranges = []
-    start = 0
-    for n in counts:
-        end_key = start + 1 + hold + n - 2  # where the transition's last keyframe begins
-        ranges.append((start, end_key + hold))
-        start = end_key
-    return ranges
-
-
 def _out_ranges(ranges: list[tuple[int, int]], plan: StoryPlan) -> list[tuple[int, int]]:
     """Ranges in the written movie's frames (more of them when smoothing)."""
     if plan.out_fps == plan.fps:
@@ -375,9 +384,9 @@ def _out_ranges(ranges: list[tuple[int, int]], plan: StoryPlan) -> list[tuple[in
             for a, b in ranges]
 
 
-def _with_ranges(rows: Sequence[StoryRow], segments: Sequence[Segment],
-                 plan: StoryPlan) -> list[StoryRow]:
-    ranges = _out_ranges(frame_ranges([len(s.frames) for s in segments], plan.hold_frames), plan)
+def _with_ranges(rows: Sequence[StoryRow], plan: StoryPlan) -> list[StoryRow]:
+    """Each row's (first, last) frame in the combined movie, its keyframes' holds included."""
+    ranges = _out_ranges(list(plan.ranges), plan)
     return [row.model_copy(update={"first_frame": a, "last_frame": b})
             for row, (a, b) in zip(rows, ranges, strict=True)]
 
@@ -388,12 +397,13 @@ def _with_ranges(rows: Sequence[StoryRow], segments: Sequence[Segment],
 def make_movie(song: Song, request: MovieRequest) -> MovieResult:
     """Choose the story, encode it under stories/<name>/, then write its story file."""
     opts = encode_options(song, request)
+    target = story_file(song.media_dir, request.name)
+    _refuse_old_story(target, request.sequence)
     story = plan_movie(song, request)
     for warning in story.warnings:
         ui.warn(warning)
     plan = plan_story(story.segments, opts)
-    rows = _with_ranges(story.rows, story.segments, plan)
-    target = story_file(song.media_dir, request.name)
+    rows = _with_ranges(story.rows, plan)
     folder = target.parent
     with _story_lock(folder):
         for sub in (folder, folder / "sections", folder / "clips"):
@@ -434,21 +444,36 @@ def _advancer(advance: Callable[[int], None]) -> Callable[[int], None]:
     return progress
 
 
-def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | None) -> Path:
-    """Write the story file and its copy story/trans_sequence.csv.
+def _refuse_old_story(target: Path, source: Path | None) -> None:
+    """A story file of the old scripts is an artist's work: never replace it (the default
+    name `base` is theirs too). Played with --sequence, it is read and left as it is."""
+    if not target.is_file() or written_by_sdmorph(target):
+        return
+    if source is not None and _same_file(source, target):
+        return
+    raise MovieError(Problem(
+        "a story from the old scripts; sdmorph will not replace it or its movies: name this "
+        f"movie with `-o NAME`, or play that story with `--sequence {shlex.quote(str(target))} "
+        "-o NAME`", file=target))
 
-    A copy that is the very file the story was read from (a hand-edited
-    story/trans_sequence.csv) is left as the artist wrote it; the story's own file is
-    always written, since its frame ranges must describe the movie beside it.
+
+def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | None) -> Path:
+    """Write the story file and its copy story/trans_sequence.csv, sparing the artist's files.
+
+    The story file is written unless it is an old-scripts story (then it is the one being
+    played: others were refused before encoding); sdmorph's own is rewritten, since its
+    frame ranges must describe the movie beside it. The copy is left as it is when it is the
+    story being played; a copy sdmorph did not write is kept aside before it is first replaced.
     """
     target = story_file(song.media_dir, name)
     latest = song.media_dir / LATEST_STORY_FILE
-    if source is None or not _same_file(source, latest) or _same_file(source, target):
-        return write_story(song.media_dir, name, rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = write_story(Path(tmp), name, rows).read_bytes()
-    write_bytes(target, data)
-    return target
+    replace_story = not target.exists() or written_by_sdmorph(target)
+    replace_latest = source is None or not _same_file(source, latest)
+    if replace_latest:
+        backup = keep_latest_story(song.media_dir)
+        if backup is not None:
+            ui.info(f"{latest} was not written by sdmorph: kept it as {backup.name}")
+    return write_story(song.media_dir, name, rows, story=replace_story, latest=replace_latest)
 
 
 def _same_file(a: Path, b: Path) -> bool:

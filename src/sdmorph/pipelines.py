@@ -32,10 +32,9 @@ from diffusers.utils import deprecation_utils
 from huggingface_hub import constants as hub_constants
 
 from sdmorph.errors import ModelError
+from sdmorph.sources import SINGLE_FILE_SUFFIXES, TINY, looks_like_path
 from sdmorph.tiny import build_tiny_controlnet, build_tiny_pipeline
 
-TINY = "tiny"
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 COMMON_SCHEDULERS = (
     "PNDMScheduler",
     "DDIMScheduler",
@@ -205,7 +204,7 @@ def _load_any(
         return _attempt(lambda: cls.from_single_file(str(path), **kwargs), source, role, "file")
     if path.is_dir():
         return _attempt(lambda: cls.from_pretrained(str(path), **kwargs), source, role, "folder")
-    if _looks_like_path(source):
+    if looks_like_path(source):
         raise ModelError(f"{role} '{source}': no such folder")
     return _load_hub(cls, source, role, cache_dir, kwargs)
 
@@ -242,13 +241,6 @@ def _attempt(load: Callable[[], object], source: str, role: str, kind: str) -> o
             f"{role} '{source}': this {kind} did not load as a Stable Diffusion "
             f"{'ControlNet' if role == 'controlnet' else 'pipeline'} ({_first_line(exc)})"
         ) from exc
-
-
-def _looks_like_path(source: str) -> bool:
-    """Hub ids are `name` or `owner/name`; anything else with separators is meant as a path."""
-    if source.startswith((".", "/", "~")) or "\\" in source or ":" in source:
-        return True
-    return source.count("/") > 1
 
 
 def _offline() -> bool:

@@ -3,7 +3,7 @@
 Files (inside a song's media folder):
 - `transition_meta/intrascene_transitions.csv`, `transition_meta/interscene_transitions.csv`:
   the transitions to render. Artists set `compute` to `n` by hand to skip one; a rewrite
-  keeps their `n`.
+  keeps their `n`, also for transitions the new plan does not use (listed after its rows).
 - `story/trans_sequence_gen.csv`: the planned path.
 - `stories/<name>/trans_sequence_<name>.csv`: the story a movie was made from; a copy goes to
   `story/trans_sequence.csv` (the latest story, which artists also edit by hand).
@@ -29,7 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sdmorph.errors import Problem, SdmorphError
-from sdmorph.fsio import safe_name, write_text
+from sdmorph.fsio import safe_name, write_bytes, write_text, writing
 from sdmorph.ids import ImageId
 from sdmorph.plan import Hop
 
@@ -43,6 +43,8 @@ INTER_FILE = "interscene_transitions.csv"
 META_FOLDER = "transition_meta"
 PLANNED_FILE = Path("story") / "trans_sequence_gen.csv"
 LATEST_STORY_FILE = Path("story") / "trans_sequence.csv"
+# The latest story as it was before sdmorph first replaced it (artists edit it by hand).
+LATEST_STORY_BACKUP = Path("story") / "trans_sequence.before-sdmorph.csv"
 STORIES_FOLDER = "stories"
 
 _LABEL = re.compile(r"^(?P<prompt>.+)-(?P<digits>[0-9]+)\Z", re.DOTALL)
@@ -337,16 +339,25 @@ def skipped_by_artist(meta_dir: Path, resolve: Resolver | None = None) -> set[fr
     With `resolve`, seeds cut to 4 digits are resolved to full seeds; a row naming no
     single image (prompt gone, ambiguous prefix) is left out: it cannot be matched.
     """
+    return set(_artist_skips(meta_dir, resolve))
+
+
+def _artist_skips(meta_dir: Path, resolve: Resolver | None) -> dict[frozenset[ImageId],
+                                                                     _TransitionRow]:
+    """The `compute = n` rows of both tables, by transition, seeds made full; first row wins."""
     intra, inter = read_transition_tables(meta_dir)
-    skipped: set[frozenset[ImageId]] = set()
+    found: dict[frozenset[ImageId], _TransitionRow] = {}
     for row in [*intra, *inter]:
         if row.compute != "n":
             continue
         try:
-            skipped.add(frozenset(row.images(resolve)))
+            a, b = row.images(resolve)
         except SdmorphError:
             continue
-    return skipped
+        full = row.model_copy(update={"from_seed": str(a.seed), "to_seed": str(b.seed),
+                                      "row": None})
+        found.setdefault(frozenset((a, b)), full)
+    return found
 
 
 def write_transition_tables(
@@ -362,10 +373,15 @@ def write_transition_tables(
     Each transition appears once, in the direction first seen, with full seeds.
     `compute` is `y`, except for transitions in `skipped` (default: what the existing
     tables mark `n`, read with `resolve`), which stay `n`. `duration` is `frames`.
+
+    Rows the artist set to `n` that this plan does not use are kept after the planned
+    rows, as they were (seeds made full): an artist's `n` is never forgotten, so a later
+    plan that takes the transition again skips it again. Returns every row written.
     """
     meta_dir = Path(meta_dir)
+    remembered = _artist_skips(meta_dir, resolve)
     if skipped is None:
-        skipped = skipped_by_artist(meta_dir, resolve)
+        skipped = set(remembered)
     intra: list[IntraRow] = []
     inter: list[InterRow] = []
     seen: set[frozenset[ImageId]] = set()
@@ -387,6 +403,9 @@ def write_transition_tables(
             intra.append(IntraRow(**common, scene=hop.scene_from))
         else:
             inter.append(InterRow(**common, scene_from=hop.scene_from, scene_to=hop.scene_to))
+    for key, row in remembered.items():
+        if key not in seen:
+            (intra if isinstance(row, IntraRow) else inter).append(row)  # type: ignore[arg-type]
     _write_table(meta_dir / INTRA_FILE, IntraRow.COLUMNS, (r.cells() for r in intra))
     _write_table(meta_dir / INTER_FILE, InterRow.COLUMNS, (r.cells() for r in inter))
     return intra, inter
@@ -508,13 +527,51 @@ def story_file(song_media: Path, name: str) -> Path:
     return Path(song_media) / STORIES_FOLDER / safe / f"trans_sequence_{safe}.csv"
 
 
-def write_story(song_media: Path, name: str, rows: Sequence[StoryRow]) -> Path:
-    """Write the story file, then copy it to `story/trans_sequence.csv`; returns the first."""
+# Columns the old scripts never wrote: a story file holding them was written by sdmorph.
+_SDMORPH_STORY_COLUMNS = ("c1_name", "c1_seed", "c2_name", "c2_seed", "first_frame", "last_frame")
+
+
+def write_story(song_media: Path, name: str, rows: Sequence[StoryRow], *, story: bool = True,
+                latest: bool = True) -> Path:
+    """Write the story file and/or its copy `story/trans_sequence.csv`; returns the first's path.
+
+    Callers decide which files may be replaced (`written_by_sdmorph`, `keep_latest_story`).
+    """
     target = story_file(song_media, name)
     records = [row.cells(STORY_COLUMNS) for row in rows]
-    _write_table(target, STORY_COLUMNS, records)
-    _write_table(Path(song_media) / LATEST_STORY_FILE, STORY_COLUMNS, records)
+    if story:
+        _write_table(target, STORY_COLUMNS, records)
+    if latest:
+        _write_table(Path(song_media) / LATEST_STORY_FILE, STORY_COLUMNS, records)
     return target
+
+
+def written_by_sdmorph(path: Path) -> bool:
+    """Whether a story file has the columns only sdmorph writes.
+
+    A file without them came from the old scripts (or was typed by hand): an artist's work
+    that sdmorph must not replace unasked. An unreadable file counts as theirs too.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return set(_SDMORPH_STORY_COLUMNS) <= {cell.strip() for cell in header}
+
+
+def keep_latest_story(song_media: Path) -> Path | None:
+    """Copy a `story/trans_sequence.csv` sdmorph did not write to
+    `story/trans_sequence.before-sdmorph.csv`, once: the first copy kept is the artist's
+    original. Returns the copy's path when one was made now."""
+    latest = Path(song_media) / LATEST_STORY_FILE
+    backup = Path(song_media) / LATEST_STORY_BACKUP
+    if not latest.is_file() or backup.exists() or written_by_sdmorph(latest):
+        return None
+    with writing(latest, "cannot read it to keep a copy"):
+        data = latest.read_bytes()
+    write_bytes(backup, data)
+    return backup
 
 
 def read_story(path: Path, resolve: Resolver) -> list[StoryRow]:

@@ -17,6 +17,8 @@ from sdmorph.planfiles import (
     INTER_FILE,
     INTRA_FILE,
     META_FOLDER,
+    PLANNED_FILE,
+    read_story,
     read_transition_tables,
     write_planned_path,
     write_transition_tables,
@@ -61,21 +63,44 @@ def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Pl
     meta = song.media_dir / META_FOLDER
     intra, inter = write_transition_tables(meta, hops, song.profile.interpolation_steps,
                                            resolve=resolver(song))
+    planned = {frozenset((hop.a, hop.b)) for hop in hops}
     pairs = [row.images() for row in [*intra, *inter] if row.compute == "y"]
-    skipped = [row.images() for row in [*intra, *inter] if row.compute != "y"]
+    # The tables also remember the artist's n rows this plan does not use: not counted here.
+    skipped = [row.images() for row in [*intra, *inter]
+               if row.compute != "y" and frozenset(row.images()) in planned]
     files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
              write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
     files += draw_graphs(song, paths[0], store)
     return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
 
 
-def draw_graphs(song: Song, path: list[Hop], store: TransitionStore) -> list[Path]:
-    """story/graph.gexf and story/plan_graph.png, marking what is rendered now."""
+def draw_graphs(song: Song, path: list[Hop] | None, store: TransitionStore) -> list[Path]:
+    """story/graph.gexf and story/plan_graph.png, marking what is rendered now.
+
+    `path` None: the planned path written last (story/trans_sequence_gen.csv).
+    """
+    path = planned_path(song) if path is None else path
     story = song.media_dir / "story"
     exists = complete_pairs(store)
     write_gexf(build_graph(song.scenes), story / "graph.gexf", path, exists)
     draw_plan(song.scenes, path, exists, story / "plan_graph.png")
     return [story / "graph.gexf", story / "plan_graph.png"]
+
+
+def planned_path(song: Song) -> list[Hop]:
+    """The planned path as story/trans_sequence_gen.csv holds it; [] if none or unreadable
+    (the picture then shows what is rendered without a path, rather than nothing)."""
+    path = song.media_dir / PLANNED_FILE
+    if not path.is_file():
+        return []
+    try:
+        rows = read_story(path, resolver(song))
+    except SdmorphError:
+        return []
+    return [Hop(row.c1, row.c2, row.scene_from, row.scene_to, row.section,
+                "intra" if row.kind == "intra" or (not row.kind and row.scene_from == row.scene_to)
+                else "inter")
+            for row in rows]
 
 
 def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:

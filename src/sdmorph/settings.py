@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
-from sdmorph.errors import Problem
+from sdmorph.errors import Problem, SongError
 
 SETTINGS_FILE = "tgen_settings.json"
 DEFAULT_MODEL = "runwayml/stable-diffusion-v1-5"
@@ -27,6 +28,17 @@ PROFILE_KEYS = {
 PIPE_KEYS = {
     "num_inference_steps", "negative_prompt", "control_guidance_start", "control_guidance_end",
     "controlnet_conditioning_scale", "guidance_scale",
+}
+
+# Profile fields a file may spell otherwise (first match wins, as in _profile_values).
+_WRITTEN_AS: dict[str, tuple[str, ...]] = {
+    "num_inference_steps": ("pipe_kwargs.num_inference_steps", "inference_steps"),
+    "guidance_scale": ("pipe_kwargs.guidance_scale", "guidance_scale"),
+    "negative_prompt": ("pipe_kwargs.negative_prompt",),
+    "mask_image": ("mask_image", "cnet_image"),
+    "controlnet_conditioning_scale": ("pipe_kwargs.controlnet_conditioning_scale",),
+    "control_guidance_start": ("pipe_kwargs.control_guidance_start",),
+    "control_guidance_end": ("pipe_kwargs.control_guidance_end",),
 }
 
 
@@ -97,8 +109,6 @@ def read_json(path: Path) -> Any:
 
 
 def _error(path: Path, message: str) -> Exception:
-    from sdmorph.errors import SongError
-
     return SongError(Problem(message, file=path))
 
 
@@ -139,9 +149,27 @@ def _resolve_profile(name: str, raw: dict[str, Any], path: Path) -> tuple[Profil
     try:
         return Profile(name=name, **values), warnings
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _error(path, f"profile {name!r}: {where}: {first['msg']}") from None
+        # Every bad value at once, so one edit of the file fixes them all.
+        raise SongError(*(_value_problem(path, name, error, raw, pipe)
+                          for error in exc.errors())) from None
+
+
+def _value_problem(path: Path, name: str, error: ErrorDetails, raw: dict[str, Any],
+                   pipe: dict[str, Any]) -> Problem:
+    field = ".".join(str(part) for part in error["loc"])
+    key = _written_key(field, raw, pipe)
+    value = repr(error["input"])
+    value = value if len(value) <= 60 else value[:57] + "..."
+    return Problem(f"profile {name!r}: {key} {value}: {error['msg']}", file=path)
+
+
+def _written_key(field: str, raw: dict[str, Any], pipe: dict[str, Any]) -> str:
+    """The key as the file spells it, so the message points at the line to edit."""
+    for key in _WRITTEN_AS.get(field, (field,)):
+        scope, _, leaf = key.rpartition(".")
+        if leaf in (pipe if scope else raw):
+            return key
+    return field
 
 
 def _profile_values(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]:

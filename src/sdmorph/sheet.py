@@ -26,7 +26,11 @@ _UNQUOTED = re.compile(r"[^,\r\n]*")
 _SEED = re.compile(r"[0-9]+")
 _SEPARATOR = re.compile(r"(?<=[0-9])[\s,]+(?=[0-9])")
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
-_EXPECTED_SEEDS = "seeds are whole numbers separated by spaces, ',' or ', '"
+# The loader reads seeds as unsigned 64-bit (torch generators take no more): keep no seed
+# it would then refuse.
+MAX_SEED = 2**64 - 1
+SEED_RANGE_TEXT = "0..2^64-1"
+_EXPECTED_SEEDS = f"seeds are whole numbers {SEED_RANGE_TEXT} separated by spaces, ',' or ', '"
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def _check_seeds(seeds: Sequence[int], file: Path) -> list[int]:
             value = operator.index(seed)
         except TypeError:
             value = -1
-        if isinstance(seed, bool) or value < 0:
+        if isinstance(seed, bool) or not 0 <= value <= MAX_SEED:
             raise SdmorphError(Problem(f"cannot keep seed {seed!r}: {_EXPECTED_SEEDS}", file))
         if value not in wanted:
             wanted.append(value)

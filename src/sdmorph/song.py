@@ -7,11 +7,15 @@ shows them: the header is row 1.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -22,12 +26,12 @@ from sdmorph.ids import ImageId
 from sdmorph.legacy import resolve_seed_ref
 from sdmorph.plan import SceneSpec
 from sdmorph.settings import SETTINGS_FILE, LoadedSettings, Profile, load_settings_file
+from sdmorph.sheet import MAX_SEED, SEED_RANGE_TEXT
 
 SHEET_FILE = "prompt_image_definitions.csv"
 SCENES_FILE = "scene_sequence.csv"
 SHEET_COLUMNS = ("prompt", "seeds", "guidance_scale", "negative_prompt", "mask", "cnet_scale")
 SCENE_COLUMNS = ("scene", "duration", "section", "start", "avoid")
-MAX_SEED = 2**64 - 1
 _SEED_SPLIT = re.compile(r"[\s,]+")
 _REF = re.compile(r"^(?P<prompt>.+)_(?P<digits>[0-9]+)\Z")
 
@@ -87,6 +91,10 @@ class Song:
         return self.meta_dir / SHEET_FILE
 
     @property
+    def settings_path(self) -> Path:
+        return self.meta_dir / SETTINGS_FILE
+
+    @property
     def masks_dir(self) -> Path:
         return self.meta_dir / "masks"
 
@@ -129,17 +137,54 @@ class Song:
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV as strings, BOM-tolerant, keeping row positions for error messages."""
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-            skip_blank_lines=False, skipinitialspace=False,
-        )
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        shape = _row_shape(path)
+        with warnings.catch_warnings():  # the dropped trailing cells are known to be empty
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                skip_blank_lines=False, skipinitialspace=False, **shape,
+            )
+    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SongError(Problem(f"cannot read as CSV: {first}", file=path)) from None
     except pd.errors.EmptyDataError:
         raise SongError(Problem("the file is empty (a header row is needed)", file=path)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return frame.reset_index(drop=True)
+
+
+def _row_shape(path: Path) -> dict[str, Any]:
+    """How to read rows longer than the header, which pandas would otherwise shift silently.
+
+    One extra leading integer on every long row, under a header without an index name, is an
+    index column whose header was left out: column 0 is the index. Otherwise extra cells are
+    trailing commas and are dropped when empty; a row with text in them is reported.
+    """
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), len(rows))
+    if first == len(rows):
+        return {}  # no header: pandas says so
+    header = rows[first]
+    width = len(header)
+    long = [(number, row) for number, row in enumerate(rows[first + 1:], start=first + 2)
+            if len(row) > width]
+    if not long:
+        return {"index_col": False}
+    if not is_junk_column(header[0].strip()) and all(
+            len(row) == width + 1 and row[0].strip().isdigit() for _, row in long):
+        return {"index_col": 0}
+    problems = []
+    for number, row in long:
+        extra = [(i, cell.strip()) for i, cell in enumerate(row) if i >= width and cell.strip()]
+        if extra:
+            cell, text = extra[0]
+            problems.append(Problem(
+                f"{len(row)} cells but the header names {width} columns: {text[:40]!r} in "
+                f"cell {cell + 1} has no column (add its header or remove it)",
+                file=path, row=number))
+    if problems:
+        raise SongError(*problems)
+    return {"index_col": False, "usecols": range(width)}
 
 
 def is_junk_column(name: str) -> bool:
@@ -253,7 +298,7 @@ def _parse_prompt_row(cells: dict[str, str], key: str, row: int, ctx: _Ctx) -> P
         return None
     seeds, bad = parse_seeds(cells.get("seeds", ""))
     for token in bad:
-        ctx.problem(f"seed {token!r} is not a whole number 0..2^64-1 "
+        ctx.problem(f"seed {token!r} is not a whole number {SEED_RANGE_TEXT} "
                     "(write seeds separated by spaces or commas)", row, "seeds")
     if len(set(seeds)) != len(seeds):
         ctx.warn("repeated seed ignored", row, "seeds")
@@ -273,6 +318,9 @@ def _parse_prompt_row(cells: dict[str, str], key: str, row: int, ctx: _Ctx) -> P
 
 def scenes_file(meta_song: Path, scenes: str | None) -> Path:
     """`scene_sequence.csv`, or `scene_sequence_<NAME>.csv` when a variant is selected."""
+    if scenes and set(scenes) & set("/\\\0"):  # scene_sequence_x/../../y.csv leaves the song
+        raise SongError(f"--scenes {scenes[:60]!r}: a variant name (scene_sequence_<NAME>.csv "
+                        "in the song's folder), not a path")
     name = f"scene_sequence_{scenes}.csv" if scenes else SCENES_FILE
     path = meta_song / name
     if _exists(path.is_file):
@@ -434,14 +482,50 @@ def _resolve_refs(row: SceneRow, column: str, images: list[ImageId], ctx: _Ctx) 
 # ---------------------------------------------------------------- the song
 
 
+# An extra check of a loaded song (masks, model settings); its problems join the others.
+SongCheck = Callable[[Song], list[Problem]]
+
+
 def load_song(meta_song: Path, media_song: Path, *, profile: str = "default",
-              scenes: str | None = None, strict: bool = False) -> Song:
-    """Load and check a song; raise SongError listing every problem found."""
+              scenes: str | None = None, strict: bool = False,
+              checks: Iterable[SongCheck] = ()) -> Song:
+    """Load and check a song; raise SongError listing every problem found.
+
+    `checks` (masks, model settings) run on the loaded song and their problems are reported
+    together with the sheet's and the scenes' ones.
+    """
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    prompts, settings = _load_basics(meta_song, profile, problems, warnings)
+    rows, specs, seq_path = _load_sequence(meta_song, media_song, scenes, prompts, problems,
+                                           warnings)
+    song = None if settings is None else Song(
+        name=meta_song.name, meta_dir=meta_song, media_dir=media_song, prompts=prompts,
+        settings=settings, scene_rows=rows, scenes=specs, scenes_file=seq_path)
+    return _checked(song, problems, warnings, strict, checks)
+
+
+def load_prompts(meta_song: Path, media_song: Path, *, profile: str = "default",
+                 strict: bool = False, checks: Iterable[SongCheck] = ()) -> Song:
+    """The prompt sheet and settings only, for commands that never read the scenes (explore).
+
+    A new song's prompts have no seeds yet and it may have no scene sequence at all: that
+    is what exploring is for, so the scene sequence is not read (the song has no scenes).
+    """
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    prompts, settings = _load_basics(meta_song, profile, problems, warnings)
+    song = None if settings is None else Song(
+        name=meta_song.name, meta_dir=meta_song, media_dir=media_song, prompts=prompts,
+        settings=settings, scene_rows=[], scenes=[], scenes_file=meta_song / SCENES_FILE)
+    return _checked(song, problems, warnings, strict, checks)
+
+
+def _load_basics(meta_song: Path, profile: str, problems: list[Problem],
+                 warnings: list[str]) -> tuple[dict[str, PromptDef], LoadedSettings | None]:
     if not meta_song.is_dir():
         raise SongError(Problem("song metadata folder not found (is meta_dir right?)",
                                 file=meta_song))
-    problems: list[Problem] = []
-    warnings: list[str] = []
     sheet = meta_song / SHEET_FILE
     prompts: dict[str, PromptDef] = {}
     if sheet.is_file():
@@ -451,16 +535,22 @@ def load_song(meta_song: Path, media_song: Path, *, profile: str = "default",
     else:
         problems.append(Problem("missing prompt sheet", file=sheet))
     settings = _load_settings(meta_song / SETTINGS_FILE, profile, problems)
-    rows, specs, seq_path = _load_sequence(meta_song, media_song, scenes, prompts, problems,
-                                           warnings)
+    return prompts, settings
+
+
+def _checked(song: Song | None, problems: list[Problem], warnings: list[str], strict: bool,
+             checks: Iterable[SongCheck]) -> Song:
+    """Run the extra checks, apply --strict to every warning (settings' too), raise or return."""
+    if song is not None:
+        for check in checks:
+            problems += check(song)
+        song.warnings = song.settings.warnings + warnings
+        warnings = song.warnings
     if strict and warnings:
         problems += [Problem(f"{w} (--strict)") for w in warnings]
-    if problems or settings is None:
+    if problems or song is None:
         raise SongError(*problems)
-    warnings = settings.warnings + warnings
-    return Song(name=meta_song.name, meta_dir=meta_song, media_dir=media_song, prompts=prompts,
-                settings=settings, scene_rows=rows, scenes=specs, scenes_file=seq_path,
-                warnings=warnings)
+    return song
 
 
 def _load_settings(path: Path, profile: str, problems: list[Problem]) -> LoadedSettings | None:
@@ -536,7 +626,7 @@ def _checked_mask(song: Song, name: str, decode: bool, problems: list[Problem]) 
     if path is None:
         if name == song.profile.mask_image:
             problems.append(Problem(f"song-wide mask {name!r} not found in {song.masks_dir} "
-                                    "(.png or .svg)", song.meta_dir / "tgen_settings.json"))
+                                    "(.png or .svg)", song.settings_path))
         else:
             problems.append(Problem(f"mask {name!r} not found in {song.masks_dir} "
                                     "(.png or .svg)"))

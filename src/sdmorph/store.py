@@ -6,14 +6,15 @@ images with full seeds and the recipe they were rendered with. Legacy folders, l
 old scripts, carry only frames and a name with seeds cut to 4 digits (see `sdmorph.legacy`).
 sdmorph never writes into a legacy folder, apart from the manifest `adopt` adds beside it.
 
-Frame completeness is judged by the PNG's structure, not by decoding pixels: a PNG is
-complete iff it starts with the PNG signature and ends with the IEND chunk. Half-downloaded
-files from cloud drives are truncated (or zero-filled past the downloaded part), so they
-lack the trailing IEND; reading 8 + 12 bytes per file is far cheaper than `Image.load()`
-and, unlike `Image.verify()`, catches truncation. It does not catch bytes corrupted in the
-middle of an otherwise whole file, which moving folders around does not produce. Results
-are cached by (size, mtime_ns) in `<song>/.sdmorph/framecheck.json`, so a later scan only
-stats the files (and never makes a cloud drive download them again).
+A legacy frame counts only if it decodes: the PNG must start with the signature, end with
+the IEND chunk (half-downloaded files from cloud drives are cut short, or zero-filled past
+the downloaded part) and its pixels must load with Pillow (a whole-length file with a
+zeroed or damaged middle passes the first two checks and would only fail later, in
+`movie`, with no command able to fix it). Decoding costs milliseconds per frame, so the
+verdicts are cached by (size, mtime_ns) in `<song>/.sdmorph/framecheck.json`: a later scan
+only stats the files (and never makes a cloud drive download them again). sdmorph's own
+folders are judged by their manifest and by structure only: their frames are written
+atomically, so they are never half-written.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from pydantic_core import to_jsonable_python
 
@@ -60,7 +62,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Signature, IHDR chunk and IEND chunk: no complete PNG is shorter.
 _PNG_MIN_BYTES = 8 + 25 + 12
-_CACHE_VERSION = 1
+# 2: verdicts come from a full decode (version 1 only checked the head and tail bytes).
+_CACHE_VERSION = 2
+# What Pillow raises for a file that is not a decodable image.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 Kind = Literal["sdmorph", "legacy"]
 State = Literal["complete", "incomplete", "stale", "unparseable", "ambiguous", "in-progress"]
@@ -79,6 +84,20 @@ def png_complete(path: Path) -> bool:
             return fh.read(len(PNG_IEND)) == PNG_IEND
     except OSError:
         return False
+
+
+def png_decodes(path: Path) -> bool:
+    """True if `path` is a whole PNG (see `png_complete`) whose pixels decode."""
+    if not png_complete(path):
+        return False  # cheap, and catches a missing IEND, which Pillow never reads
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                return False
+            image.load()
+    except _DECODE_ERRORS:
+        return False
+    return True
 
 
 def compute_recipe_key(recipe: Mapping[str, Any]) -> str:
@@ -169,7 +188,7 @@ class Found(NamedTuple):
 
 
 class FrameCheckCache:
-    """Remembers which frame files are complete PNGs, keyed by (size, mtime_ns)."""
+    """Remembers which frame files decode as PNGs, keyed by (size, mtime_ns)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -192,7 +211,7 @@ class FrameCheckCache:
         return folders if isinstance(folders, dict) else {}
 
     def complete(self, frame: Path) -> bool:
-        """Whether `frame` is a complete PNG, read from disk only if it changed."""
+        """Whether `frame` is a PNG that decodes, read from disk only if it changed."""
         try:
             st = frame.stat()
         except OSError:
@@ -201,7 +220,7 @@ class FrameCheckCache:
         known = entries.get(frame.name)
         if isinstance(known, list) and known[:2] == [st.st_size, st.st_mtime_ns]:
             return bool(known[2])
-        ok = png_complete(frame)
+        ok = png_decodes(frame)
         entries[frame.name] = [st.st_size, st.st_mtime_ns, int(ok)]
         self._dirty = True
         return ok
@@ -336,7 +355,8 @@ class TransitionStore:
         broken = [f.name for f in frames if not self.framecheck.complete(f)]
         if not broken:
             return ""
-        return f"{len(broken)} of {len(frames)} frames are cut short or not PNGs: {broken[0]}"
+        return (f"{len(broken)} of {len(frames)} frames do not decode (cut short, damaged or "
+                f"not PNGs): {broken[0]}")
 
     @staticmethod
     def _judged(info: FolderInfo, current_recipe_key: str | None) -> FolderInfo:

@@ -8,7 +8,8 @@ and the batch size, never on what is on disk, so a resumed run gives the same by
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,16 @@ from sdmorph.store import (
     TransitionStore,
 )
 
-Status = Literal["rendered", "done", "legacy", "stale", "incomplete-legacy", "busy", "failed"]
+Status = Literal["rendered", "done", "legacy", "skipped", "stale", "incomplete-legacy", "busy",
+                 "failed"]
+
+
+class TransitionError(RenderError):
+    """One transition failed (a dark frame, no folder to render into...); others can go on.
+
+    Errors that concern the whole run (out of memory, a full disk, Ctrl-C) are not
+    TransitionErrors: they still stop it.
+    """
 
 
 @dataclass
@@ -46,6 +56,9 @@ class RenderReport:
 
     def count(self, *statuses: str) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
+
+    def having(self, *statuses: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in statuses]
 
     @property
     def frames(self) -> int:
@@ -94,10 +107,9 @@ class TransitionRenderer:
         for info in self._infos.get(frozenset((a, b)), []):
             if info.state == "stale" or (info.kind == "sdmorph" and info.state == "complete"):
                 return Outcome(a, b, "stale", folder=info.path,
-                               reason="rendered with other settings; --force re-renders it")
+                               reason=info.reason or "rendered with other settings")
             if info.kind == "legacy" and info.state == "incomplete":
-                return Outcome(a, b, "incomplete-legacy", folder=info.path,
-                               reason=f"{info.reason}; --force renders a new sdmorph folder")
+                return Outcome(a, b, "incomplete-legacy", folder=info.path, reason=info.reason)
         return None
 
     def render(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
@@ -125,8 +137,9 @@ class TransitionRenderer:
     def _render_locked(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
         recipe = self.renderer.transition_recipe(a, b, self.frames)
         manifest = TransitionManifest(from_image=a, to_image=b, recipe=recipe, frames=self.frames)
-        folder = self.store.folder_for(a, b)
-        self.store.begin(folder, manifest)
+        with _this_pair(a, b):
+            folder = self.store.folder_for(a, b)
+            self.store.begin(folder, manifest)
         missing = set(self.store.missing_frames(folder, self.frames))
         written = self._write_ends(folder, a, b, missing, writer)
         for batch in interior_batches(self.frames, self.batch_size):
@@ -136,9 +149,9 @@ class TransitionRenderer:
             try:
                 pictures = self.renderer.render(self._inputs(a, b, batch))
             except DarkFrameError as exc:
-                raise RenderError(f"transition '{transition_name(a, b)}' frame "
-                                  f"{batch[exc.position]} came out {exc.what}; {exc.hint}"
-                                  ) from None
+                raise TransitionError(f"transition '{transition_name(a, b)}' frame "
+                                      f"{batch[exc.position]} came out {exc.what}; {exc.hint}"
+                                      ) from None
             for index, picture in zip(batch, pictures, strict=True):
                 if index in missing:
                     writer.put(self.store.frame_path(folder, index), picture,
@@ -147,7 +160,8 @@ class TransitionRenderer:
             if self.on_frames:
                 self.on_frames(len(todo))
         writer.flush()
-        self.store.finish(folder, manifest)
+        with _this_pair(a, b):
+            self.store.finish(folder, manifest)
         return Outcome(a, b, "rendered", frames=written, folder=folder)
 
     def _inputs(self, a: ImageId, b: ImageId, batch: Sequence[int]) -> list:
@@ -176,6 +190,18 @@ class TransitionRenderer:
                 "sdmorph_version": __version__}
 
 
+@contextmanager
+def _this_pair(a: ImageId, b: ImageId) -> Iterator[None]:
+    """The store's RenderErrors (no free folder name, a folder it may not write into, frames
+    gone missing) concern this pair only; its WriteErrors (disk full...) stop the run."""
+    try:
+        yield
+    except RenderError as exc:
+        name = transition_name(a, b)
+        raise TransitionError(str(exc) if name in str(exc) else f"transition '{name}': {exc}"
+                              ) from None
+
+
 def _finished_marker(folder: Path) -> bool:
     """Whether the folder's partial marker is of the very render its manifest completed."""
     try:
@@ -190,14 +216,22 @@ def _finished_marker(folder: Path) -> bool:
 def render_all(
     tr: TransitionRenderer, pairs: Sequence[tuple[ImageId, ImageId]],
     on_transition: Callable[[Outcome], None] | None = None,
+    skipped: Sequence[tuple[ImageId, ImageId]] = (),
 ) -> RenderReport:
-    """Render every pair not done yet, in order; an error stops the run, keeping what is done."""
+    """Render every pair not done yet, in order, and list `skipped` (compute = n) as such.
+
+    A transition that fails is recorded as failed and the others go on; errors of the
+    whole run (out of memory, disk full, Ctrl-C) stop it, keeping what is done.
+    """
     started = time.perf_counter()
-    report = RenderReport()
+    report = RenderReport([Outcome(a, b, "skipped", reason="compute = n") for a, b in skipped])
     tr.refresh()
     with FrameWriter() as writer:
         for a, b in pairs:
-            outcome = tr.render(a, b, writer)
+            try:
+                outcome = tr.render(a, b, writer)
+            except TransitionError as exc:
+                outcome = Outcome(a, b, "failed", reason=str(exc))
             report.outcomes.append(outcome)
             if on_transition:
                 on_transition(outcome)

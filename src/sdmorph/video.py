@@ -17,7 +17,7 @@ import math
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -38,7 +38,16 @@ QUALITY_RANGE = {"mjpeg": (1, 31), "h264": (0, 51)}
 CLIPS_JSON = "clips.json"
 # Rates are handed to ffmpeg as fractions; small denominators keep every muxer's time base valid.
 _RATE_DENOMINATOR = 1000
-_TAIL_LINES = 10
+_REASON_CHARS = 240
+_DISK_FULL = "No space left on device"
+# `[mov @ 0x55d...] ` and `[aost#0:1/aac @ 0x...] [enc:aac @ 0x...] ` prefixes of ffmpeg's lines.
+_CONTEXT = re.compile(r"^(\[[^\]]*\]\s*)+")
+# Lines ffmpeg prints after the cause, saying only that the failure spread.
+_CASCADE = re.compile(
+    r"Task finished with error code|Terminating thread with return code|Nothing was written "
+    r"into output file|Could not open encoder before EOF|Error sending frames to consumers|"
+    r"Error while opening encoder|^Conversion failed!?$|Error closing file|Error muxing a packet"
+)
 # minterpolate drops the last input frames (it needs look-ahead): feed it clones of the
 # last frame and cut the output to the length the story should have.
 _SMOOTH_TAIL = 3
@@ -54,6 +63,8 @@ class Segment:
     section: int
     start: str = ""  # label of the first image; parsed from `name` when empty
     end: str = ""  # label of the last image
+    scene_from: str = ""  # scene of the first image, where known
+    scene_to: str = ""  # scene of the last image
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frames", tuple(Path(p) for p in self.frames))
@@ -70,6 +81,16 @@ class Segment:
                 "give Segment.start and Segment.end"
             )
         return parts[0], parts[1]
+
+
+def continuations(segments: Sequence[Segment]) -> tuple[bool, ...]:
+    """For each segment, whether it starts on the image the one before ends on.
+
+    Only then do the two share their meeting frame; at a cut (the story jumps to another
+    image) both end frames are played.
+    """
+    return tuple(i > 0 and segments[i - 1].labels[1] == seg.labels[0]
+                 for i, seg in enumerate(segments))
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,10 @@ class StoryPlan:
     frames: int
     sections: tuple[SectionPlan, ...]
     audio_duration: float | None = None
+    # Per segment: whether it continues the one before (shares its first frame), and its
+    # (first, last) frame in the combined video, its end keyframes' holds included.
+    joins: tuple[bool, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
 
     def out_frames(self, frames: int) -> int:
         """Frames a video fed `frames` frames ends up with (more when smoothing)."""
@@ -181,6 +206,8 @@ class ClipEntry(BaseModel):
     files: dict[str, str]  # codec -> path relative to the story folder
     from_: str = Field(alias="from")
     to: str
+    scene_from: str = ""  # the scenes of `from` and `to` ("" where the story does not say)
+    scene_to: str = ""
     section: int
     frames: int
     index: int  # first position in the story
@@ -225,7 +252,8 @@ def build_clip_index(
         stem = _clip_stem(seg.name, index, stems)
         files = {c: f"clips/{stem}{CONTAINER[c]}" for c in codecs}
         entries[seg.name] = ClipEntry(
-            name=seg.name, files=files, from_=start, to=end, section=seg.section,
+            name=seg.name, files=files, from_=start, to=end, scene_from=seg.scene_from,
+            scene_to=seg.scene_to, section=seg.section,
             frames=frames(seg), index=index, indices=[index], next=[],
         )
     for entry in entries.values():
@@ -253,23 +281,36 @@ def plan_story(segments: Sequence[Segment], opts: EncodeOptions) -> StoryPlan:
     _check_segments(segments)
     runs = _section_runs(segments)
     audio_duration = song_duration(opts.audio) if opts.audio is not None else None
-    keys = len(segments) + 1
-    base = _joined(len(s.frames) for s in segments)
+    joins = continuations(segments)
+    counts = [len(s.frames) for s in segments]
+    base = sum(counts) - sum(joins)  # each shared meeting frame is played once
+    keys = 2 * len(segments) - sum(joins)  # keyframes that get holds
     fps, hold = _rate(base, keys, opts, audio_duration)
-    sections = []
-    start = 0
-    for section, indices in runs:
-        n = _joined(len(segments[i].frames) for i in indices) + hold * (len(indices) + 1)
-        sections.append(SectionPlan(section, indices, start, n))
-        start += n - (1 + hold)  # the section's last keyframe, holds included, opens the next
+    ranges = segment_ranges(counts, hold, joins)
+    # A section video holds its segments' ranges: it opens on the keyframe it shares with
+    # the section before (holds included), or on its own first frame after a cut.
+    sections = tuple(
+        SectionPlan(section, indices, ranges[indices[0]][0],
+                    ranges[indices[-1]][1] - ranges[indices[0]][0] + 1)
+        for section, indices in runs
+    )
     out_fps = _fraction(opts.smooth) if opts.smooth else fps
-    return StoryPlan(fps, out_fps, hold, base + hold * keys, tuple(sections), audio_duration)
+    return StoryPlan(fps, out_fps, hold, base + hold * keys, sections, audio_duration,
+                     joins, tuple(ranges))
 
 
-def _joined(counts: Iterator[int] | Sequence[int]) -> int:
-    """Frames of segments played one after another: each meeting frame appears once."""
-    counts = list(counts)
-    return sum(counts) - (len(counts) - 1)
+def segment_ranges(counts: Sequence[int], hold: int,
+                   joins: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) frame of each segment in the combined video, both end keyframes with
+    their holds included: a segment that continues the one before starts on their shared
+    keyframe; after a cut it starts on the next frame."""
+    ranges = []
+    end = -1
+    for n, joined in zip(counts, joins, strict=True):
+        start = end - hold if joined else end + 1
+        end = start + n + 2 * hold - 1
+        ranges.append((start, end))
+    return ranges
 
 
 def _fraction(value: float) -> Fraction:
@@ -417,9 +458,26 @@ _STREAM = re.compile(r"Stream #\d+:\d+\S*: (Video|Audio): (\w+)(.*)")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 
 
-def _tail(text: str) -> list[str]:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-_TAIL_LINES:]
+def _reason(text: str) -> str:
+    """ffmpeg's last meaningful line: its own words for what went wrong, on one line.
+
+    ffmpeg follows the cause with lines that only say the failure spread (threads ending,
+    nothing written): those are skipped, as are the `[muxer @ 0x...]` prefixes. A full disk
+    is said plainly, since ffmpeg's line for it names a syscall, not the remedy.
+    """
+    lines = [_CONTEXT.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    meaningful = [line for line in lines if not _CASCADE.search(line)] or lines
+    # The cause's own line if ffmpeg printed one, else a follow-up line that names it.
+    full = [line for line in meaningful if _DISK_FULL in line] or [
+        line for line in lines if _DISK_FULL in line]
+    if full:
+        return f"disk full ({_short(full[-1])}): free some space and run again"
+    return _short(meaningful[-1]) if meaningful else "no message"
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= _REASON_CHARS else line[: _REASON_CHARS - 3] + "..."
 
 
 def _progress_values(stdout: str) -> dict[str, str]:
@@ -449,7 +507,7 @@ def probe(path: Path) -> VideoInfo:
     values = _progress_values(result.stdout)
     duration = _progress_seconds(values)
     if result.returncode != 0 or video is None or duration is None:
-        raise MovieError(f"{path}: not a readable video", *_tail(result.stderr))
+        raise MovieError(f"{path}: not a readable video ({_reason(result.stderr)})")
     size = re.search(r", (\d+)x(\d+)", video[2])
     fps = re.search(r", ([\d.]+) fps", video[2])
     audio = next((s for s in streams if s[0] == "Audio"), None)
@@ -471,7 +529,7 @@ def _audio_seconds(path: Path) -> float:
                    "-progress", "pipe:1"])
     seconds = _progress_seconds(_progress_values(result.stdout))
     if result.returncode != 0 or seconds is None:
-        raise MovieError(f"{path}: its audio cannot be read", *_tail(result.stderr))
+        raise MovieError(f"{path}: its audio cannot be read ({_reason(result.stderr)})")
     return seconds
 
 
@@ -482,7 +540,7 @@ def song_duration(path: Path) -> float:
         raise MovieError(f"{path}: audio file not found")
     stderr = _run(["-i", str(path)]).stderr  # no output named: ffmpeg only describes the input
     if not any(m.group(1) == "Audio" for m in _STREAM.finditer(stderr)):
-        raise MovieError(f"{path}: ffmpeg finds no audio in this file", *_tail(stderr))
+        raise MovieError(f"{path}: ffmpeg finds no audio in this file ({_reason(stderr)})")
     match = _DURATION.search(stderr)
     if match:
         h, m, s = match.groups()
@@ -554,7 +612,7 @@ class _Ffmpeg:
         text = self._log.read().decode(errors="replace")
         self._log.close()
         if code != 0:
-            raise MovieError(f"{self.target}: ffmpeg failed (exit code {code}):", *_tail(text))
+            raise MovieError(f"{self.target}: ffmpeg failed (exit code {code}): {_reason(text)}")
 
     def kill(self) -> None:
         if self._proc.poll() is None:
@@ -670,8 +728,8 @@ def _verify(out: _Output, tmp: Path, plan: StoryPlan) -> VideoInfo:
     try:
         info = probe(tmp)
     except MovieError as exc:
-        raise MovieError(f"{out.target}: the written video cannot be read back",
-                         *exc.problems[1:]) from None
+        raise MovieError(f"{out.target}: the written video cannot be read back "
+                         f"({exc.problems[0].message})") from None
     frames = plan.out_frames(out.frames)
     seconds = plan.out_seconds(out.frames)
     slack = float(1 / plan.out_fps) + 1e-3
@@ -719,15 +777,18 @@ class _Feeder:
         self.progress = progress
         self.written = 0  # frames written to the combined video
 
-    def segment(self, seg: Segment, first_in_section: bool, first_in_story: bool,
+    def segment(self, seg: Segment, first_in_section: bool, joined: bool,
                 sinks: tuple[list[_Ffmpeg], list[_Ffmpeg], list[_Ffmpeg]]) -> None:
-        """Feed one transition; `sinks` are (combined, section, clip) videos."""
+        """Feed one transition; `sinks` are (combined, section, clip) videos.
+
+        A segment `joined` to the one before starts on the frame that one ended on: only
+        clips, and a section video opening on it, repeat it. After a cut every frame plays.
+        """
         combined, section, clips = sinks
         last = len(seg.frames) - 1
         for k, path in enumerate(seg.frames):
-            # The meeting frame is the previous segment's last one: only clips repeat it.
-            to_section = first_in_section or k > 0
-            to_combined = to_section and (first_in_story or not first_in_section or k > 0)
+            to_combined = k > 0 or not joined
+            to_section = to_combined or first_in_section
             if not (to_section or clips):
                 continue
             data = self.job.read(path)
@@ -795,7 +856,7 @@ def _feed(job: _Job, segments: Sequence[Segment], out_dir: Path, name: str,
     feeder = _Feeder(job, progress)
     combined = job.open(_combined_outputs(out_dir, name, job, codecs))
     clip_files = {entry.index: entry for entry in index.clips} if index else {}
-    for s, sec in enumerate(job.plan.sections):
+    for sec in job.plan.sections:
         section = job.open(_section_outputs(out_dir, sec, job, codecs))
         for j, i in enumerate(sec.segments):
             clips = []
@@ -804,7 +865,7 @@ def _feed(job: _Job, segments: Sequence[Segment], out_dir: Path, name: str,
                 clips = job.open([_Output(out_dir / entry.files[c.name], "clip", c,
                                           len(segments[i].frames), entry.section)
                                   for c in codecs])
-            feeder.segment(segments[i], j == 0, s == 0 and j == 0, (combined, section, clips))
+            feeder.segment(segments[i], j == 0, job.plan.joins[i], (combined, section, clips))
             for proc in clips:
                 proc.close()
             job.reap()

@@ -1,0 +1,87 @@
+"""`sdmorph run` through the real CLI: keyframes, transitions and movie in one go, or a stop
+with one clear line before anything that cannot succeed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from sdmorph.cli import app
+from sdmorph.video import probe
+from songs import SETTINGS, env_for, write_song
+
+runner = CliRunner()
+# 64x64, 3 steps, 4 frames per transition: a whole run takes seconds.
+FRAMES: int = SETTINGS["default"]["interpolation_steps"]  # type: ignore[index]
+
+
+def invoke(root: Path, *args: str):
+    return runner.invoke(app, list(args), env=env_for(root))
+
+
+def media(root: Path) -> Path:
+    return root / "media" / "song"
+
+
+def test_run_renders_everything_and_passes_options_through(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    result = invoke(tmp_path, "run", "song", "--fps", "5", "--codec", "mjpeg")
+    assert result.exit_code == 0, result.output
+    song = media(tmp_path)
+    assert len(list((song / "prompt_images").glob("*.png"))) == 9
+    folders = [p for p in (song / "transition_images").iterdir() if not p.name.startswith(".")]
+    assert len(folders) == 5 and all((p / "manifest.json").is_file() for p in folders)
+    story = song / "stories/base"
+    info = probe(story / "base_combined.mov")
+    assert info.codec == "mjpeg" and info.fps == 5
+    # 5 transitions of 4 frames meeting at 4 shared keyframes.
+    assert info.frames == 5 * FRAMES - 4
+    assert not list(story.rglob("*.mp4"))  # --codec mjpeg: only .mov
+    # The plan picture is drawn again after rendering: the whole path is rendered.
+    with Image.open(song / "story/plan_graph.png") as image:
+        assert image.text["path_rendered"] == "5 of 5"  # type: ignore[attr-defined]
+    # --seed plans and tells another story.
+    first = (story / "trans_sequence_base.csv").read_text()
+    planned = (song / "story/trans_sequence_gen.csv").read_text()
+    again = invoke(tmp_path, "run", "song", "--seed", "1", "--codec", "mjpeg")
+    assert again.exit_code == 0, again.output
+    assert (song / "story/trans_sequence_gen.csv").read_text() != planned
+    assert (story / "trans_sequence_base.csv").read_text() != first
+
+
+def test_bad_movie_options_fail_before_rendering(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    for args, said in ((["--codec", "bogus"], "--codec 'bogus'"),
+                       (["--audio", str(tmp_path / "nope.wav")], "audio file not found")):
+        result = invoke(tmp_path, "run", "song", *args)
+        assert result.exit_code == 2, result.output
+        assert said in result.stderr and "Traceback" not in result.output
+        assert not (media(tmp_path) / "prompt_images").exists()
+        assert not (media(tmp_path) / "transition_images").exists()
+
+
+def test_unrendered_planned_transition_stops_run_before_the_movie(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    # An old scripts' folder for a planned transition (seeds of 4 digits: the legacy name is
+    # the full one), its last frame cut short by a cloud drive.
+    legacy = media(tmp_path) / "transition_images" / "sun-2001 to sun-2003"
+    legacy.mkdir(parents=True)
+    for index in range(FRAMES):
+        Image.new("RGB", (64, 64), (index * 60, 0, 0)).save(legacy / f"frame{index:06d}.png")
+    cut = legacy / f"frame{FRAMES - 1:06d}.png"
+    cut.write_bytes(cut.read_bytes()[:-20])
+    result = invoke(tmp_path, "run", "song", "--codec", "mjpeg")
+    assert result.exit_code == 2, result.output
+    assert "'sun-2001 to sun-2003' is an incomplete legacy folder" in result.stderr
+    assert "frame000003.png" in result.stderr
+    assert "`sdmorph transitions song --force`" in result.stderr
+    assert "cannot be reached" not in result.output  # stopped before the movie
+    assert not (media(tmp_path) / "stories").exists()
+    # The fix it names works, and run then makes the movie.
+    assert invoke(tmp_path, "transitions", "song", "--force").exit_code == 0
+    done = invoke(tmp_path, "run", "song", "--codec", "mjpeg")
+    assert done.exit_code == 0, done.output
+    assert (media(tmp_path) / "stories/base/base_combined.mov").is_file()
+
