@@ -247,3 +247,29 @@ def test_a_failed_transition_is_listed_and_the_others_render(tmp_path: Path) -> 
     # The plan picture is redrawn after --render-only too, marking what was rendered.
     with Image.open(tmp_path / "media/song/story/plan_graph.png") as image:
         assert image.text["path_rendered"] == "4 of 5"  # type: ignore[attr-defined]
+
+
+def test_resume_keeps_the_batch_size_it_began_with(tmp_path: Path) -> None:
+    settings = {"default": {**SETTINGS["default"], "interpolation_steps": 9}}
+    for name in ("a", "b"):
+        write_song(tmp_path / name, settings=settings)
+    assert invoke(tmp_path / "a", "transitions", "song", "--batch-size", "2").exit_code == 0
+    assert invoke(tmp_path / "b", "transitions", "song", "--batch-size", "2").exit_code == 0
+    # Turn b's folders back into renders stopped half-way: marker in place of the manifest,
+    # the later frames gone.
+    for folder in transition_folders(tmp_path / "b"):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["batch_size"] == 2
+        (folder / ".sdmorph-partial.json").write_text(json.dumps({**manifest, "complete": False}))
+        (folder / "manifest.json").unlink()
+        for index in range(4, 9):
+            (folder / f"frame{index:06d}.png").unlink()
+    assert invoke(tmp_path / "b", "transitions", "song", "--batch-size", "5").exit_code == 0
+    assert frames_of(tmp_path / "b") == frames_of(tmp_path / "a")
+    for folder in transition_folders(tmp_path / "b"):
+        assert json.loads((folder / "manifest.json").read_text())["batch_size"] == 2
+
+
+def transition_folders(root: Path) -> list[Path]:
+    return [p for p in (root / "media/song/transition_images").iterdir()
+            if not p.name.startswith(".")]

@@ -139,6 +139,9 @@ class TransitionManifest(BaseModel):
     to_image: ManifestImage
     recipe: dict[str, Any] = Field(default_factory=dict)
     frames: int = Field(ge=0)
+    # Not part of the recipe: other batch sizes differ at most in the last bit of a pixel.
+    # Recorded so that a resumed render keeps the batches it started with, byte for byte.
+    batch_size: int | None = Field(default=None, ge=1)
     sdmorph_version: str = __version__
     kind: Kind = "sdmorph"
     complete: bool = False
@@ -462,15 +465,20 @@ class TransitionStore:
         clean_temp_files(folder)
         return [i for i in range(n) if not png_complete(self.frame_path(folder, i))]
 
-    def begin(self, folder: Path, manifest: TransitionManifest) -> None:
-        """Mark `folder` as an sdmorph render in progress (creating it).
+    def begin(self, folder: Path, manifest: TransitionManifest) -> TransitionManifest:
+        """Mark `folder` as an sdmorph render in progress (creating it); returns the marker.
 
         Frames left from a render with another recipe or frame count are removed, so a
-        resumed render never mixes two recipes; frames of the same recipe are kept.
+        resumed render never mixes two recipes; frames of the same recipe are kept, and so
+        is the batch size they were rendered in (the marker's, which the caller must use).
         """
         self._check_writable(folder, manifest)
         previous = self._previous_manifest(folder)
-        marker = manifest.model_copy(update={"complete": False, "kind": "sdmorph"})
+        same = previous is not None and previous.recipe_key == manifest.recipe_key \
+            and previous.frames == manifest.frames
+        batch = previous.batch_size if same and previous and previous.batch_size else None
+        marker = manifest.model_copy(update={"complete": False, "kind": "sdmorph",
+                                             "batch_size": batch or manifest.batch_size})
         if folder.is_dir():
             clean_temp_files(folder)
             marker.write(folder / PARTIAL_NAME)
@@ -479,12 +487,11 @@ class TransitionStore:
         # The marker is in place before the old manifest goes: the folder never looks
         # complete while its frames are being replaced.
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
-        if previous is not None and (
-            previous.recipe_key != manifest.recipe_key or previous.frames != manifest.frames
-        ):
+        if previous is not None and not same:
             for frame in frame_files(folder):
                 frame.unlink(missing_ok=True)
         self._refresh(folder)
+        return marker
 
     def _previous_manifest(self, folder: Path) -> TransitionManifest | None:
         for name in (MANIFEST_NAME, PARTIAL_NAME):

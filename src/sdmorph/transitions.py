@@ -136,13 +136,15 @@ class TransitionRenderer:
 
     def _render_locked(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
         recipe = self.renderer.transition_recipe(a, b, self.frames)
-        manifest = TransitionManifest(from_image=a, to_image=b, recipe=recipe, frames=self.frames)
+        manifest = TransitionManifest(from_image=a, to_image=b, recipe=recipe, frames=self.frames,
+                                      batch_size=self.batch_size)
         with _this_pair(a, b):
             folder = self.store.folder_for(a, b)
-            self.store.begin(folder, manifest)
+            manifest = self.store.begin(folder, manifest)
         missing = set(self.store.missing_frames(folder, self.frames))
         written = self._write_ends(folder, a, b, missing, writer)
-        for batch in interior_batches(self.frames, self.batch_size):
+        # A resumed render keeps the batches it began with (see TransitionManifest.batch_size).
+        for batch in interior_batches(self.frames, manifest.batch_size or self.batch_size):
             todo = [i for i in batch if i in missing]
             if not todo:
                 continue
