@@ -578,6 +578,8 @@ def soak(ref: Reference, workdir: Path, kills: int, per_round: int,
         print(f"  {ref.stage.name}: round {summary.rounds}, {len(result.kills)} kills "
               f"({', '.join(result.kills) or 'none delivered'}), "
               f"{'ok' if result.ok else 'FAILED'}, {result.seconds:.1f}s", flush=True)
+        for problem in (result.problems + result.mismatches)[:5]:  # now: a soak may be cut short
+            print(f"    {problem}", flush=True)
     summary.seconds = time.perf_counter() - began
     return summary
 
