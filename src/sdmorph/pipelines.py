@@ -9,13 +9,14 @@ that fails and HF_HUB_OFFLINE is not set; every failure is one `ModelError` line
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 # transformers warns about torchvision on import; sdmorph does not use its image processors.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import diffusers
@@ -29,6 +30,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 from diffusers.utils import deprecation_utils
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hub_constants
 
 from sdmorph.errors import ModelError
@@ -224,13 +226,25 @@ def _load_hub(
             "or .safetensors file"
         ) from local_error
     try:
-        return cls.from_pretrained(repo_id, cache_dir=cache, **kwargs)
+        with _quiet_diffusers():  # "Couldn't connect ... Will try the local cache": tried that
+            return cls.from_pretrained(repo_id, cache_dir=cache, **kwargs)
     except Exception as exc:
         raise ModelError(
             f"{role} '{repo_id}': not in the model cache at {cache} and the hub gave no usable "
             f"copy ({_first_line(exc)}); download it on a machine with internet, or point the "
             "setting at a local folder or .safetensors file"
         ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """Diffusers' own warnings off: sdmorph says in one line what went wrong."""
+    before = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(before)
 
 
 def _attempt(load: Callable[[], object], source: str, role: str, kind: str) -> object:

@@ -80,7 +80,9 @@ def keep_seeds(
     wanted = _check_seeds(seeds, sheet_path)
     if not sheet_path.is_file():
         raise SdmorphError(Problem("prompt sheet not found (expected a CSV file)", sheet_path))
-    with locked(sheet_path.with_name(sheet_path.name + ".lock")):
+    # Hidden: the lock file stays (removing it would race another writer), and the song's
+    # folder is the artist's.
+    with locked(sheet_path.with_name(f".{sheet_path.name}.lock")):
         old = _read(sheet_path)
         new, result = _edit(old, sheet_path, prompt, wanted, prompt_text)
         if new is None:
