@@ -62,6 +62,22 @@ def test_bad_movie_options_fail_before_rendering(tmp_path: Path) -> None:
         assert not (media(tmp_path) / "transition_images").exists()
 
 
+def test_old_scripts_story_under_the_default_name_stops_run_before_rendering(
+        tmp_path: Path) -> None:
+    write_song(tmp_path)
+    old = media(tmp_path) / "stories/base/trans_sequence_base.csv"
+    old.parent.mkdir(parents=True)
+    old.write_text(",path_section,section,scene_from,c1,c2,reversed,input_image_folder\n")
+    result = invoke(tmp_path, "run", "song")
+    assert result.exit_code == 2, result.output
+    assert "old scripts" in result.stderr and "-o NAME" in result.stderr
+    assert not (media(tmp_path) / "prompt_images").exists()
+    renamed = invoke(tmp_path, "run", "song", "--codec", "mjpeg", "-o", "first")
+    assert renamed.exit_code == 0, renamed.output
+    assert (media(tmp_path) / "stories/first/first_combined.mov").is_file()
+    assert old.read_text().startswith(",path_section")  # the old story is untouched
+
+
 def test_unrendered_planned_transition_stops_run_before_the_movie(tmp_path: Path) -> None:
     write_song(tmp_path)
     # An old scripts' folder for a planned transition (seeds of 4 digits: the legacy name is

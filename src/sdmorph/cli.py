@@ -546,8 +546,7 @@ def movie(
     ctx: typer.Context,
     song: SongArg,
     seed: SeedOpt = 0,
-    name: Annotated[str, typer.Option("--name", "-o", help="Story name: output goes to "
-                                      "stories/<NAME>/.")] = "base",
+    name: StoryNameOpt = "base",
     from_plan: Annotated[
         bool, typer.Option("--from-plan", help="Use the planned path story/trans_sequence_gen.csv.")
     ] = False,
@@ -655,6 +654,9 @@ def adopt(
         ui.info("no song file or frame was changed")
 
 
+StoryNameOpt = Annotated[
+    str, typer.Option("--name", "-o", help="Story name: output goes to stories/<NAME>/.")
+]
 CodecOpt = Annotated[
     str, typer.Option("--codec", help="mjpeg (.mov, every frame a keyframe, for VJ software), "
                       "h264 (.mp4, browsers) or both.")
@@ -682,25 +684,27 @@ def run(
     fps: FpsOpt = None,
     audio: AudioOpt = None,
     codec: CodecOpt = "both",
+    name: StoryNameOpt = "base",
     batch_size: BatchOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """The main job: render-prompts, transitions and movie in sequence, each resuming."""
     loaded = load(ctx, song, profile, scenes, strict)
     _run_all(ctx, loaded, seed=seed, model=model, device=device, fps=fps, audio=audio,
-             codec=codec, batch_size=batch_size, profile=profile, scenes=scenes)
+             codec=codec, batch_size=batch_size, profile=profile, scenes=scenes, name=name)
 
 
 def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
              device: str | None, fps: float | None, audio: Path | None, codec: str,
-             batch_size: int | None, profile: str, scenes: str | None) -> Any:
+             batch_size: int | None, profile: str, scenes: str | None,
+             name: str = "base") -> Any:
     from sdmorph.keyframes import render_keyframes, select_images
-    from sdmorph.movie import MovieRequest, encode_options, make_movie, print_summary
+    from sdmorph.movie import MovieRequest, check_request, make_movie, print_summary
     from sdmorph.planning import make_plan, open_store, planned_pairs
 
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
-                           scenes=scenes)
-    encode_options(loaded, request)  # a bad --codec or --audio fails now, not after the render
+                           scenes=scenes, name=name)
+    check_request(loaded, request)  # a bad --codec, --audio or story fails now, not after rendering
     renderer = renderer_for(ctx, loaded, model, device)
     batch = batch_of(renderer, batch_size)
     ui.info("1/3 keyframes")

@@ -394,11 +394,18 @@ def _with_ranges(rows: Sequence[StoryRow], plan: StoryPlan) -> list[StoryRow]:
 # ---------------------------------------------------------------- making the movie
 
 
+def check_request(song: Song, request: MovieRequest) -> EncodeOptions:
+    """Everything about a movie request that can fail before a frame is chosen or encoded
+    (`run` asks before its hours of rendering): the options, and the story name's folder."""
+    opts = encode_options(song, request)
+    _refuse_old_story(story_file(song.media_dir, request.name), request.sequence)
+    return opts
+
+
 def make_movie(song: Song, request: MovieRequest) -> MovieResult:
     """Choose the story, encode it under stories/<name>/, then write its story file."""
-    opts = encode_options(song, request)
+    opts = check_request(song, request)
     target = story_file(song.media_dir, request.name)
-    _refuse_old_story(target, request.sequence)
     story = plan_movie(song, request)
     for warning in story.warnings:
         ui.warn(warning)
