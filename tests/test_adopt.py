@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import re
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -185,3 +187,18 @@ def test_undecodable_legacy_frame_is_incomplete_and_force_renders_anew(tmp_path:
     assert (ours / "manifest.json").is_file()
     assert len(list(ours.glob("frame*.png"))) == FRAMES
     assert snapshot(media / "transition_images" / name) == before  # legacy work untouched
+
+
+def test_adopt_without_a_plan_shows_what_transitions_would_plan(tmp_path: Path) -> None:
+    folders = build_legacy_song(tmp_path)
+    media = tmp_path / "media/song"
+    covered = invoke(tmp_path, "adopt", "song")
+    assert covered.exit_code == 0, covered.output
+    assert "no plan yet" in covered.stdout and "nothing: every planned" in covered.stdout
+    for name in folders:
+        shutil.rmtree(media / "transition_images" / name)
+    bare = invoke(tmp_path, "adopt", "song")
+    assert bare.exit_code == 0, bare.output
+    assert re.search(r"would render next \([1-9]\d* transitions", bare.stdout), bare.stdout
+    assert "no folder" in bare.stdout
+    assert not (media / "transition_meta").exists()  # adopt writes no plan

@@ -14,6 +14,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from sdmorph.ids import ImageId, transition_name
 from sdmorph.legacy import frame_name
+from sdmorph.plan import plan_paths
 from sdmorph.song import Song, load_song
 from sdmorph.status import (
     adopt_report,
@@ -383,16 +384,20 @@ def test_adopt_reports_and_changes_nothing(song: Song) -> None:
         "moon-5555 to luna-1001"}
 
 
-def test_adopt_without_a_plan_says_so(song: Song) -> None:
+def test_adopt_without_a_plan_shows_the_plan_transitions_would_make(song: Song) -> None:
     write_keyframes(song, [L1])
     legacy(song, "luna-1001 to sun-2001")
     report = adopt_report(song)
-    assert not report.has_plan and report.to_render == []
+    assert report.planned_now and not report.plan_files
+    (path,) = plan_paths(song.scenes, 0, 1)
+    served = {frozenset((L1, S1))}
+    expected = {frozenset((h.a, h.b)) for h in path} - served
+    assert {frozenset((p.a, p.b)) for p in report.to_render} == expected
     tables = {t[0]: t[2] for t in render_adopt_tables(report)}
-    note = tables["sdmorph would render next"][0][0]
-    assert note.startswith("no plan: transition_meta/intrascene_transitions.csv")
-    assert "sdmorph transitions song plans and renders" in note
+    (title,) = [t for t in tables if t.startswith("sdmorph would render next")]
+    assert "no plan yet: the path `sdmorph transitions song` would plan, not written" in title
     assert tables["story files"] == [["none", "", "", ""]]
+    assert not (song.media_dir / "transition_meta").exists()
 
 
 def test_write_manifests_leaves_frames_alone(song: Song) -> None:

@@ -31,6 +31,7 @@ from PIL import Image
 from sdmorph.errors import SdmorphError
 from sdmorph.fsio import is_temp
 from sdmorph.ids import ImageId, transition_name
+from sdmorph.plan import plan_paths
 from sdmorph.planfiles import (
     INTER_FILE,
     INTRA_FILE,
@@ -175,10 +176,11 @@ class AdoptReport:
     skipped: int  # planned transitions the artist set to n
     without_manifest: list[FolderInfo]  # complete legacy folders `write_manifests` would mark
     command_options: str = ""
+    planned_now: bool = False  # no plan files: to_render is the plan `transitions` would make
 
     @property
     def has_plan(self) -> bool:
-        return bool(self.plan_files)
+        return bool(self.plan_files) or self.planned_now
 
 
 # ------------------------------------------------------------ what the song decides
@@ -534,17 +536,34 @@ def adopt_report(song: Song, *, profile: str | None = None, scenes: str | None =
     and incomplete legacy folders included (those two need `transitions --force`).
     """
     survey = _survey(song, model)
+    planned, problems, now = survey.planned, survey.plan_problems, False
+    if not survey.plan_files:  # what `sdmorph transitions` would plan, without writing it
+        rows, problems = _would_plan(song)
+        pairs = _by_pair(survey.folders)
+        planned, now = [_planned_status(row, pairs) for row in rows], not problems
     return AdoptReport(
         song=song.name, media_dir=song.media_dir, frames=song.profile.interpolation_steps,
         keyframes=survey.keyframes, folders=survey.folders,
         story_files=[check_story_file(song, p, survey.folders) for p in story_file_paths(song)],
-        plan_files=survey.plan_files, plan_problems=survey.plan_problems,
-        to_render=[p for p in survey.planned
-                   if p.state not in ("rendered", "legacy", "skipped")],
-        skipped=sum(1 for p in survey.planned if p.state == "skipped"),
+        plan_files=survey.plan_files, plan_problems=problems,
+        to_render=[p for p in planned if p.state not in ("rendered", "legacy", "skipped")],
+        skipped=sum(1 for p in planned if p.state == "skipped"),
         without_manifest=_without_manifest(survey.folders),
         command_options=command_options(song, profile, scenes),
+        planned_now=now,
     )
+
+
+def _would_plan(song: Song) -> tuple[list[_PlanRow], list[str]]:
+    """The transitions `sdmorph transitions` (seed 0, one path) would plan, in memory."""
+    try:
+        (path,) = plan_paths(song.scenes, 0, 1)
+    except SdmorphError as err:
+        return [], [str(p) for p in err.problems]
+    rows: dict[frozenset[ImageId], _PlanRow] = {}
+    for hop in path:
+        rows.setdefault(frozenset((hop.a, hop.b)), _PlanRow(hop.a, hop.b, True, "plan"))
+    return list(rows.values()), []
 
 
 def _without_manifest(folders: Iterable[FolderInfo]) -> list[FolderInfo]:
@@ -687,12 +706,19 @@ def _adopt_render_tables(report: AdoptReport) -> list[Table]:
     if not report.has_plan:
         note = (f"no plan: {META_FOLDER}/{INTRA_FILE} and {INTER_FILE} are missing; "
                 f"{command} plans and renders")
-        return [("sdmorph would render next", ["transition", "why"], [[note, ""]])]
+        tables: list[Table] = [("sdmorph would render next", ["transition", "why"],
+                                [[note, ""]])]
+        if report.plan_problems:
+            tables.append(("plan problems", ["problem"],
+                           _capped([[p] for p in report.plan_problems])))
+        return tables
     rows = [[p.name, _why_render(p)] for p in report.to_render]
+    source = (f"; no plan yet: the path `{command}` would plan, not written"
+              if report.planned_now else "")
     title = (f"sdmorph would render next ({len(report.to_render)} transitions, "
-             f"{report.skipped} skipped by the artist)")
-    tables: list[Table] = [(title, ["transition", "why"],
-                            _capped(rows) or [["nothing: every planned transition has frames",
+             f"{report.skipped} skipped by the artist{source})")
+    tables = [(title, ["transition", "why"],
+               _capped(rows) or [["nothing: every planned transition has frames",
                                                ""]])]
     if report.plan_problems:
         tables.append(("plan problems", ["problem"],
