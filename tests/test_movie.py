@@ -465,19 +465,53 @@ def test_old_story_under_the_default_name_is_refused(tmp_path: Path) -> None:
     assert snapshot(base) == {p: data for p, data in before.items() if base in p.parents}
 
 
-def test_old_story_played_under_its_own_name_is_left_as_it_is(tmp_path: Path) -> None:
+def test_old_story_folder_is_never_written_into(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     old = media.song_media / "stories" / "old" / "trans_sequence_old.csv"
     old.parent.mkdir(parents=True)
     data = OLD_STORY.replace("\n", "\r\n").encode("utf-8")
     old.write_bytes(data)
-    result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--sequence", str(old),
-                    "-o", "old")
-    assert result.exit_code == 0, result.output
-    assert old.read_bytes() == data
-    assert played(media, old.parent / "old_combined.mov") == expected(steps)
+    (old.parent / "old_combined.mov").write_bytes(b"the old scripts' movie")
+    before = snapshot(old.parent)
+    # Not even when playing its own story under its own name: its movies would be replaced.
+    refused = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--sequence", str(old),
+                     "-o", "old")
+    assert "-o NAME" in one_error(refused)
+    played_ok = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--sequence", str(old),
+                       "-o", "replayed")
+    assert played_ok.exit_code == 0, played_ok.output
+    assert played(media, media.song_media / "stories/replayed/replayed_combined.mov") == \
+        expected(steps)
+    assert snapshot(old.parent) == before
     latest = media.song_media / "story" / "trans_sequence.csv"
     assert story_pairs(read_story(latest, resolver(load(tmp_path)))) == CHAIN
+
+
+def test_story_folder_with_only_old_movies_or_an_empty_file_is_refused(tmp_path: Path) -> None:
+    media, _ = chain_song(tmp_path)
+    movies = media.song_media / "stories" / "movies"
+    (movies / "sections").mkdir(parents=True)
+    (movies / "movies_combined.mov").write_bytes(b"old")
+    (movies / "sections" / "section_3.mov").write_bytes(b"old")
+    empty = media.song_media / "stories" / "empty" / "trans_sequence_empty.csv"
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"")
+    before = snapshot(media.song_media / "stories")
+    for name in ("movies", "empty"):
+        line = one_error(invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "-o", name))
+        assert "-o NAME" in line and "--sequence" not in line  # nothing there to play
+    assert snapshot(media.song_media / "stories") == before
+
+
+def test_movie_killed_before_its_story_file_resumes(tmp_path: Path) -> None:
+    media, steps = chain_song(tmp_path)
+    assert invoke(tmp_path, "movie", "song", "--codec", "mjpeg").exit_code == 0
+    base = media.song_media / "stories" / "base"
+    (base / "trans_sequence_base.csv").unlink()  # as if killed between the movies and the CSV
+    again = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
+    assert again.exit_code == 0, again.output
+    assert written_by_sdmorph(base / "trans_sequence_base.csv")
+    assert played(media, base / "base_combined.mov") == expected(steps)
 
 
 def test_hand_made_latest_story_is_kept_before_it_is_replaced(tmp_path: Path) -> None:

@@ -101,3 +101,15 @@ def test_unrendered_planned_transition_stops_run_before_the_movie(tmp_path: Path
     assert done.exit_code == 0, done.output
     assert (media(tmp_path) / "stories/base/base_combined.mov").is_file()
 
+
+
+def test_stale_transition_stops_run_naming_it_once(tmp_path: Path) -> None:
+    write_song(tmp_path)
+    assert invoke(tmp_path, "run", "song", "--codec", "mjpeg").exit_code == 0
+    settings = {"default": {**SETTINGS["default"], "pipe_kwargs": {"num_inference_steps": 2}}}
+    write_song(tmp_path, settings=settings)  # the same song, fewer steps: all stale
+    result = invoke(tmp_path, "run", "song", "--codec", "mjpeg")
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "was rendered with other settings" in error[0]
+    assert error[0].count("rendered with other settings") == 3  # 3 shown, no reason repeated

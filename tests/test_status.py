@@ -438,3 +438,13 @@ def test_status_agrees_with_what_the_real_renderer_records(tmp_path: Path) -> No
     stale = song_status(load(*write_song(tmp_path, settings=changed)))
     assert stale.keyframes[0].state == "stale" and "steps '3' (now 5)" in stale.keyframes[0].reason
     assert stale.planned[0].state == "stale" and "steps 3 (now 5)" in stale.planned[0].reason
+
+
+def test_header_only_plan_tables_plan_nothing(song: Song) -> None:
+    meta = song.media_dir / "transition_meta"
+    meta.mkdir(parents=True)
+    (meta / "intrascene_transitions.csv").write_text(
+        ",from_name,from_seed,to_name,to_seed,compute,duration,scene\n")
+    report = adopt_report(song)
+    assert report.plan_files == [] and report.planned_now  # the plan transitions would make
+    assert report.to_render

@@ -187,13 +187,16 @@ def test_undecodable_frame_makes_the_folder_incomplete_and_is_cached(
     assert info.state == "incomplete"
     assert "frame000004.png" in info.reason and "do not decode" in info.reason
     assert store.find(LUNA, SUN12) is None
-    # The verdict is cached by (size, mtime_ns): a second scan does not decode again, so
-    # a good file put back with the same size and mtime still reads as broken.
+    # The verdict is cached by (size, mtime_ns, ctime_ns) ...
     st = frame.stat()
+    cached = json.loads((media / FRAMECHECK_PATH).read_text())["folders"][folder.name]
+    assert cached[frame.name] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, 0]
+    # ... so a good copy put back with the same size and mtime (`cp -p`, `rsync -a`) is
+    # checked again: writing it changed its ctime.
+    time.sleep(0.01)
     frame.write_bytes(noise_png())
     os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert TransitionStore(media, SEEDS, N).scan()[0].state == "incomplete"
-    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert frame.stat().st_mtime_ns == st.st_mtime_ns
     assert TransitionStore(media, SEEDS, N).scan()[0].state == "complete"
 
 
@@ -531,12 +534,14 @@ def test_cache_serves_the_second_scan_and_notices_changes(
     assert store.scan()[0].state == "complete"
     cache = json.loads((media / FRAMECHECK_PATH).read_text())
     assert len(cache["folders"]["luna-5842 to sun-7771"]) == N
-    # Same size and mtime: the cache answers without reading the file, so even garbage
-    # passes. This proves the second scan does not reopen the frames.
+    # A cache entry matching the file's stamp answers without reading the file: garbage
+    # the cache vouches for passes. This proves the second scan does not reopen the frames.
     frame = folder / frame_name(1)
+    frame.write_bytes(b"x" * frame.stat().st_size)
     st = frame.stat()
-    frame.write_bytes(b"x" * st.st_size)
-    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cache["folders"]["luna-5842 to sun-7771"][frame.name] = [
+        st.st_size, st.st_mtime_ns, st.st_ctime_ns, 1]
+    (media / FRAMECHECK_PATH).write_text(json.dumps(cache))
     fresh = TransitionStore(media, SEEDS, N)  # loads the cache from disk
     assert fresh.scan()[0].state == "complete"
     # Any change of mtime (or size) invalidates the entry.
@@ -562,7 +567,7 @@ def test_cache_forgets_removed_folders_and_survives_damage(
     assert set(cache["folders"]) == {"luna-5842 to sun-12"}
     (media / FRAMECHECK_PATH).write_text("{broken")
     assert [i.state for i in TransitionStore(media, SEEDS, N).scan()] == ["complete"]
-    assert json.loads((media / FRAMECHECK_PATH).read_text())["version"] == 2
+    assert json.loads((media / FRAMECHECK_PATH).read_text())["version"] == 3
 
 
 def test_scan_speed_with_and_without_cache(media: Path) -> None:

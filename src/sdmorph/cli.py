@@ -740,7 +740,8 @@ def _stop_if_unrendered(song: Any, request: Any, report: Any) -> None:
         return
     shown = "; ".join(
         f"'{transition_name(o.a, o.b)}' {_WHY_UNRENDERED[o.status]}"
-        + (f" ({o.reason})" if o.reason and o.status != "busy" else "")
+        + (f" ({o.reason})" if o.reason and o.status != "busy"
+           and o.reason not in _WHY_UNRENDERED[o.status] else "")
         for o in left[:_SHOWN_UNRENDERED])
     more = f" and {len(left) - _SHOWN_UNRENDERED} more" if len(left) > _SHOWN_UNRENDERED else ""
     command = transitions_command(song, request) + (f" --seed {request.seed}"

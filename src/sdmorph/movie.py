@@ -452,16 +452,25 @@ def _advancer(advance: Callable[[int], None]) -> Callable[[int], None]:
 
 
 def _refuse_old_story(target: Path, source: Path | None) -> None:
-    """A story file of the old scripts is an artist's work: never replace it (the default
-    name `base` is theirs too). Played with --sequence, it is read and left as it is."""
-    if not target.is_file() or written_by_sdmorph(target):
+    """A story folder sdmorph did not make is an artist's work (the default name `base` is
+    the old scripts' too): never write into it, neither its story file nor its movies.
+
+    sdmorph's own folders hold its movie lock, taken before the first frame is encoded (so
+    a run killed before its story file was written still resumes), or its story file.
+    """
+    folder = target.parent
+    if not folder.is_dir() or (folder / LOCK_NAME).exists() or \
+            (target.is_file() and written_by_sdmorph(target)):
         return
-    if source is not None and _same_file(source, target):
-        return
+    if not any(p.is_file() for p in folder.rglob("*")):
+        return  # an empty folder holds nothing to lose
+    play = ""
+    if target.is_file() and target.stat().st_size and (source is None
+                                                         or not _same_file(source, target)):
+        play = f", or play its story with `--sequence {shlex.quote(str(target))} -o NAME`"
     raise MovieError(Problem(
-        "a story from the old scripts; sdmorph will not replace it or its movies: name this "
-        f"movie with `-o NAME`, or play that story with `--sequence {shlex.quote(str(target))} "
-        "-o NAME`", file=target))
+        "a story folder from the old scripts (or made by hand); sdmorph will not replace its "
+        f"story file or movies: name this movie with `-o NAME`{play}", file=folder))
 
 
 def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | None) -> Path:

@@ -332,6 +332,8 @@ def _read_plan(song: Song) -> tuple[list[Path], list[_PlanRow], list[str]]:
             if frozenset((a, b)) not in seen:
                 seen.add(frozenset((a, b)))
                 rows.append(_PlanRow(a, b, row.compute == "y", f"{table} row {row.row}"))
+    if not rows and not problems:
+        return [], [], []  # header-only tables plan nothing, as `transitions` sees them
     return files, rows, problems
 
 

@@ -13,9 +13,10 @@ file with a zeroed or damaged middle fails it, where it would otherwise fail onl
 `movie`, with no command able to fix it). The CRC check reads every byte but inflates
 nothing: about 0.2 ms for a 512x512 frame, a twentieth of a full decode, so a first scan of
 2,000 legacy transitions of 60 frames stays in seconds. The verdicts are cached by (size,
-mtime_ns) in `<song>/.sdmorph/framecheck.json`: a later scan only stats the files (and never
-makes a cloud drive download them again). sdmorph's own folders are judged by their manifest
-and by structure only: their frames are written atomically, so they are never half-written.
+mtime_ns, ctime_ns) in `<song>/.sdmorph/framecheck.json`: a later scan only stats the files
+(and never makes a cloud drive download them again). sdmorph's own folders are judged by
+their manifest and by structure only: their frames are written atomically, so they are never
+half-written.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Signature, IHDR chunk and IEND chunk: no complete PNG is shorter.
 _PNG_MIN_BYTES = 8 + 25 + 12
 # 2: verdicts check every chunk's CRC (version 1 only checked the head and tail bytes).
-_CACHE_VERSION = 2
+# 3: keyed by ctime as well.
+_CACHE_VERSION = 3
 # What Pillow raises for a file that is not a decodable image.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
@@ -192,7 +194,7 @@ class Found(NamedTuple):
 
 
 class FrameCheckCache:
-    """Remembers which frame files decode as PNGs, keyed by (size, mtime_ns)."""
+    """Remembers which frame files decode as PNGs, keyed by (size, mtime_ns, ctime_ns)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -222,10 +224,13 @@ class FrameCheckCache:
             return False
         entries = self._data().setdefault(frame.parent.name, {})
         known = entries.get(frame.name)
-        if isinstance(known, list) and known[:2] == [st.st_size, st.st_mtime_ns]:
-            return bool(known[2])
+        # ctime too: a frame repaired by `cp -p` or `rsync -a` keeps its size and mtime,
+        # but writing it changed its ctime, so it is checked again.
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        if isinstance(known, list) and known[:3] == stamp:
+            return bool(known[3])
         ok = png_decodes(frame)
-        entries[frame.name] = [st.st_size, st.st_mtime_ns, int(ok)]
+        entries[frame.name] = [*stamp, int(ok)]
         self._dirty = True
         return ok
 
