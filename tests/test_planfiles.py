@@ -115,9 +115,10 @@ def test_transition_tables_round_trip(tmp_path: Path) -> None:
     lines = (meta / INTER_FILE).read_text().splitlines()
     assert (
         lines[0]
-        == ",from_name,from_seed,to_name,to_seed,compute,duration,scene_from,scene_to,section"
+        == ",from_name,from_seed,to_name,to_seed,compute,duration,scene_from,scene_to,section,"
+        "planned"
     )
-    assert lines[1] == "0,luna,5842234013956479,sun,5678,y,12,luna,sun,1"
+    assert lines[1] == "0,luna,5842234013956479,sun,5678,y,12,luna,sun,1,y"
     assert lines[2].startswith("1,sun,99,cloud-goddess 4,4440123456789,y,12")
     assert (
         (meta / INTRA_FILE)

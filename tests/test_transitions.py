@@ -210,13 +210,19 @@ def test_compute_n_survives_a_plan_without_the_pair(tmp_path: Path) -> None:
     rows = table_rows(table)
     assert rows[-1] == (skipped, "n") and len(rows) == 4
     assert skipped not in [name for name, _ in rows[:-1]]
+    assert pd.read_csv(table, dtype=str, index_col=0)["planned"].tolist() == ["y", "y", "y", "n"]
+    # Kept only to be remembered: not a skip of this plan, for --render-only as for the plan.
+    only = invoke(tmp_path, "transitions", "song", "--render-only")
+    assert only.exit_code == 0, only.output
+    assert summary_count(only.stdout, "skipped (compute = n)") == 0
     # Seed 0 takes it again: still n, so it is not rendered, and the end table says so.
     result = invoke(tmp_path, "transitions", "song", "--seed", "0")
     assert result.exit_code == 0, result.output
     assert (skipped, "n") in table_rows(table)
     assert "(1 set to compute = n)" in result.stdout
     assert summary_count(result.stdout, "skipped (compute = n)") == 1
-    assert summary_count(result.stdout, "rendered") == 4
+    # The 4 others: rendered now, or already by the --render-only run of the seed 5 plan.
+    assert summary_count(result.stdout, "rendered") + summary_count(result.stdout, "done") == 4
     assert "frames/s" in result.stdout
     assert not (media / "transition_images" / skipped).exists()
 

@@ -238,6 +238,9 @@ class _TransitionRow(BaseModel):
     compute: Literal["y", "n"] = "y"
     duration: int | None = None  # frames per transition
     section: int | None = None
+    # sdmorph's own: "n" marks an artist's compute = n row kept although the plan no longer
+    # uses it (old files lack the column: every row is planned).
+    planned: Literal["y", "n"] = "y"
     row: int | None = None  # spreadsheet row when read from a file
 
     def images(self, resolve: Resolver | None = None) -> tuple[ImageId, ImageId]:
@@ -265,6 +268,7 @@ class IntraRow(_TransitionRow):
         "duration",
         "scene",
         "section",
+        "planned",
     )
     scene: str = ""
 
@@ -282,6 +286,7 @@ class InterRow(_TransitionRow):
         "scene_from",
         "scene_to",
         "section",
+        "planned",
     )
     scene_from: str = ""
     scene_to: str = ""
@@ -293,6 +298,7 @@ _TRANSITION_PARSERS: dict[str, Callable[[str], object]] = {
     "from_seed": _digits,
     "to_seed": _digits,
     "compute": _compute,
+    "planned": lambda raw: _compute(raw) if raw else "y",  # an emptied cell: planned
     "duration": _integer,
     "section": _integer,
 }
@@ -355,7 +361,7 @@ def _artist_skips(meta_dir: Path, resolve: Resolver | None) -> dict[frozenset[Im
         except SdmorphError:
             continue
         full = row.model_copy(update={"from_seed": str(a.seed), "to_seed": str(b.seed),
-                                      "row": None})
+                                      "row": None, "planned": "n"})
         found.setdefault(frozenset((a, b)), full)
     return found
 

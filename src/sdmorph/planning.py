@@ -63,11 +63,9 @@ def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Pl
     meta = song.media_dir / META_FOLDER
     intra, inter = write_transition_tables(meta, hops, song.profile.interpolation_steps,
                                            resolve=resolver(song))
-    planned = {frozenset((hop.a, hop.b)) for hop in hops}
     pairs = [row.images() for row in [*intra, *inter] if row.compute == "y"]
-    # The tables also remember the artist's n rows this plan does not use: not counted here.
     skipped = [row.images() for row in [*intra, *inter]
-               if row.compute != "y" and frozenset(row.images()) in planned]
+               if row.compute != "y" and row.planned == "y"]
     files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
              write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
     files += draw_graphs(song, paths[0], store)
@@ -118,7 +116,10 @@ def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
     for table, rows in ((meta / INTRA_FILE, intra), (meta / INTER_FILE, inter)):
         for row in rows:
             try:
-                (todo if row.compute == "y" else skipped).append(row.images(resolve))
+                if row.compute == "y":
+                    todo.append(row.images(resolve))
+                elif row.planned == "y":  # not the n rows kept only to be remembered
+                    skipped.append(row.images(resolve))
             except SdmorphError as exc:
                 problems.append(Problem(f"{exc} (plan again, or fix the row)", table, row.row,
                                         "from_seed/to_seed"))

@@ -324,6 +324,8 @@ def _read_plan(song: Song) -> tuple[list[Path], list[_PlanRow], list[str]]:
     seen: set[frozenset[ImageId]] = set()
     for table, found in ((INTRA_FILE, intra), (INTER_FILE, inter)):
         for row in found:
+            if row.planned == "n":
+                continue  # an artist's n the plan no longer uses: not planned
             try:
                 a, b = row.images(resolve)
             except SdmorphError as err:
