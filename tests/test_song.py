@@ -371,3 +371,9 @@ def test_cells_beyond_the_header_are_reported_not_shifted(tmp_path: Path) -> Non
     message = errors_of(tmp_path)
     assert "prompt_image_definitions.csv, row 2" in message
     assert "'zz' in cell 5 has no column" in message
+
+
+def test_blank_first_line_is_reported_not_taken_for_a_header(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet="\nname,prompt,seeds\nluna,a moon,1001,\n")
+    message = errors_of(tmp_path)
+    assert "prompt_image_definitions.csv, row 1: the first line is empty" in message

@@ -144,7 +144,9 @@ def read_csv(path: Path) -> pd.DataFrame:
                 path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                 skip_blank_lines=False, skipinitialspace=False, **shape,
             )
-    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError) as exc:
+    # ValueError: pandas' reading of the rows disagrees with the csv module's (stray quotes
+    # or line ends), so the shape chosen above does not fit: the file is not plain CSV.
+    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SongError(Problem(f"cannot read as CSV: {first}", file=path)) from None
     except pd.errors.EmptyDataError:
@@ -161,13 +163,14 @@ def _row_shape(path: Path) -> dict[str, Any]:
     trailing commas and are dropped when empty; a row with text in them is reported.
     """
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
-    first = next((i for i, row in enumerate(rows) if any(c.strip() for c in row)), len(rows))
-    if first == len(rows):
+    if not any(c.strip() for row in rows for c in row):
         return {}  # no header: pandas says so
-    header = rows[first]
+    if not rows[0]:
+        raise SongError(Problem("the first line is empty: the header row must come first",
+                                file=path, row=1))
+    header = rows[0]
     width = len(header)
-    long = [(number, row) for number, row in enumerate(rows[first + 1:], start=first + 2)
-            if len(row) > width]
+    long = [(number, row) for number, row in enumerate(rows[1:], start=2) if len(row) > width]
     if not long:
         return {"index_col": False}
     if not is_junk_column(header[0].strip()) and all(
