@@ -622,3 +622,17 @@ def test_second_run_of_a_story_waits_for_the_first(tmp_path: Path) -> None:
     assert "waiting for another movie run" in result.stdout
     assert time.monotonic() - started >= 0.5
     assert played(media, lock.parent / "base_combined.mov") == expected(steps)
+
+
+def test_unreachable_scene_names_the_transitions_set_to_n(tmp_path: Path) -> None:
+    write_song(tmp_path, sheet="name,prompt,seeds\nluna,a moon,1001\nsun,a sun,2001\n",
+               scenes=",scene,duration,section\n0,luna,0,1\n1,sun,0,1\n")
+    assert invoke(tmp_path, "transitions", "song", "--plan-only").exit_code == 0
+    table = tmp_path / "media/song/transition_meta/interscene_transitions.csv"
+    table.write_text(table.read_text().replace(",y,", ",n,"))
+    rendered = invoke(tmp_path, "transitions", "song", "--render-only")
+    assert rendered.exit_code == 0, rendered.output
+    result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
+    assert result.exit_code == 2, result.output
+    assert "'luna-1001 to sun-2001' set to compute = n in transition_meta" in result.stderr
+    assert "Traceback" not in result.output

@@ -33,16 +33,18 @@ from sdmorph.legacy import frame_files
 from sdmorph.plan import PlanError, choose_story
 from sdmorph.planfiles import (
     LATEST_STORY_FILE,
+    META_FOLDER,
     PLANNED_FILE,
     StoryRow,
     keep_latest_story,
     read_story,
+    skipped_by_artist,
     story_file,
     story_rows,
     write_story,
     written_by_sdmorph,
 )
-from sdmorph.planning import open_store, planned_pairs
+from sdmorph.planning import open_store
 from sdmorph.song import Song, resolver
 from sdmorph.store import FolderInfo, TransitionStore
 from sdmorph.video import (
@@ -364,11 +366,11 @@ def _unreachable(song: Song, request: MovieRequest, exc: PlanError) -> MovieErro
 
 
 def _skipped_by_artist(song: Song) -> set[frozenset[ImageId]]:
+    """Every transition the artist set to n, in the plan or only remembered by the tables."""
     try:
-        _, skipped = planned_pairs(song)
-    except SdmorphError:  # no plan yet, or one that no longer reads: nothing was skipped
+        return skipped_by_artist(song.media_dir / META_FOLDER, resolver(song))
+    except SdmorphError:  # tables that no longer read: nothing known to be skipped
         return set()
-    return {frozenset(pair) for pair in skipped}
 
 
 # ---------------------------------------------------------------- frame ranges
