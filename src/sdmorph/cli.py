@@ -103,13 +103,19 @@ def main_options(
     )}
 
 
-def load(ctx: typer.Context, song: str, profile: str, scenes: str | None, strict: bool) -> Any:
-    """Load a song and print its warnings."""
+def load(ctx: typer.Context, song: str, profile: str, scenes: str | None, strict: bool,
+         checks: list[Callable[[Any], list[Any]]] | None = None) -> Any:
+    """Load a song and print its warnings; `checks` add problems reported with the sheet's
+    and scenes' (all at once)."""
     from sdmorph.song import load_song
 
     settings = settings_of(ctx)
     loaded = load_song(settings.meta_song(song), settings.media_song(song), profile=profile,
-                       scenes=scenes, strict=strict)
+                       scenes=scenes, strict=strict, checks=checks or [])
+    return _warned(loaded)
+
+
+def _warned(loaded: Any) -> Any:
     for warning in loaded.warnings:
         ui.warn(warning)
     return loaded
@@ -144,21 +150,8 @@ def validate(
     """Check a song's metadata (prompts, seeds, scenes, masks, model settings) and summarise it."""
     from sdmorph.song import mask_problems, summary
 
-    loaded = _load_checked(ctx, song, profile, scenes, strict, [mask_problems, _model_check()])
+    loaded = load(ctx, song, profile, scenes, strict, [mask_problems, _model_check()])
     ui.table(f"{song}: valid", ["", ""], summary(loaded))
-
-
-def _load_checked(ctx: typer.Context, song: str, profile: str, scenes: str | None,
-                  strict: bool, checks: list[Callable[[Any], list[Any]]]) -> Any:
-    """Load a song with extra checks whose problems are reported with the sheet's and scenes'."""
-    from sdmorph.song import load_song
-
-    settings = settings_of(ctx)
-    loaded = load_song(settings.meta_song(song), settings.media_song(song), profile=profile,
-                       scenes=scenes, strict=strict, checks=checks)
-    for warning in loaded.warnings:
-        ui.warn(warning)
-    return loaded
 
 
 def _model_check(model: str | None = None) -> Callable[[Any], list[Any]]:
@@ -219,7 +212,7 @@ def render_prompts(
     """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
     from sdmorph.keyframes import render_keyframes, select_images
 
-    loaded = _load_checked(ctx, song, profile, scenes, strict, [_model_check(model)])
+    loaded = load(ctx, song, profile, scenes, strict, [_model_check(model)])
     renderer = renderer_for(ctx, loaded, model, device)
     images = select_images(renderer, only)
     with ui.bar("keyframes", len(images)) as advance:
@@ -319,11 +312,8 @@ def _load_prompts(ctx: typer.Context, song: str, profile: str, strict: bool,
     from sdmorph.song import load_prompts
 
     settings = settings_of(ctx)
-    loaded = load_prompts(settings.meta_song(song), settings.media_song(song), profile=profile,
-                          strict=strict, checks=[_model_check(model)])
-    for warning in loaded.warnings:
-        ui.warn(warning)
-    return loaded
+    return _warned(load_prompts(settings.meta_song(song), settings.media_song(song),
+                                profile=profile, strict=strict, checks=[_model_check(model)]))
 
 
 def _explore_names(loaded: Any, prompt: str | None, sweep: bool) -> list[str]:
