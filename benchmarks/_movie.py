@@ -1,6 +1,6 @@
 """Movie encoding: frames/s and peak memory of `encode_story` for a long and a short story.
 
-The encoder runs in a child process that imports only `sdmorph.video` (no torch), so its
+The encoder runs in a child process that imports only `sdmorph.media.video` (no torch), so its
 resident memory is the encoder's own; the parent samples the child and its ffmpegs.
 Frames are a few synthetic 128x128 PNGs hard-linked (copied where links fail) many times.
 
@@ -42,7 +42,7 @@ class MovieTiming:
 
 def _sources(folder: Path) -> list[Path]:
     """A few distinct frames: smooth colour fields with noise, like rendered frames."""
-    from sdmorph.fsio import save_image
+    from sdmorph.formats.fsio import save_image
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:SIZE, 0:SIZE] / SIZE
@@ -88,7 +88,7 @@ def measure(root: Path, frames: int) -> MovieTiming:
 
 
 def _encode(root: Path, frames: int) -> dict[str, float]:
-    from sdmorph.video import EncodeOptions, Segment, encode_story
+    from sdmorph.media.video import EncodeOptions, Segment, encode_story
 
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("t"))
     per_section = -(-len(folders) // SECTIONS)

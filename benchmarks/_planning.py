@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sdmorph.ids import ImageId
-from sdmorph.plan import SceneSpec, build_graph, choose_story, plan_paths, union_transitions
+from sdmorph.core.ids import ImageId
+from sdmorph.core.paths import SceneSpec, build_graph, choose_story, plan_paths, union_transitions
 
 PATHS = 3  # paths planned (what `transitions --paths 3` renders)
 EXTRA_SHARE = 0.2  # share of all other graph edges also rendered, so the story has choices

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sdmorph.legacy import LEGACY_SEED_DIGITS, frame_name
-from sdmorph.store import FRAMECHECK_PATH, TRANSITIONS_DIR, TransitionStore
+from sdmorph.formats.legacy import LEGACY_SEED_DIGITS, frame_name
+from sdmorph.media.store import FRAMECHECK_PATH, TRANSITIONS_DIR, TransitionStore
 
 FRAMES = 60
 SIZE = 512

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdmorph.fsio import write_text
+from sdmorph.formats.fsio import write_text
 
 PROMPTS = ("a red sun over the sea", "a blue moon in a dark forest", "a golden city at night",
            "a white bird in the clouds", "a purple flower garden", "a stone dragon in the snow")

@@ -24,14 +24,14 @@ import torch
 from _song import SongSpec, seeds_of, write_song
 from PIL import Image
 
-from sdmorph.engine import Engine
-from sdmorph.ids import ImageId
-from sdmorph.keyframes import render_keyframes
-from sdmorph.pipelines import load_pipeline
-from sdmorph.planning import open_store
-from sdmorph.render import default_batch_size, open_renderer
-from sdmorph.song import load_song
-from sdmorph.transitions import TransitionRenderer, render_all
+from sdmorph.core.ids import ImageId
+from sdmorph.formats.song import load_song
+from sdmorph.render.engine import Engine
+from sdmorph.render.pipelines import load_pipeline
+from sdmorph.render.renderer import default_batch_size, open_renderer
+from sdmorph.stages.keyframes import render_keyframes
+from sdmorph.stages.plan import open_store
+from sdmorph.stages.transitions import TransitionRenderer, render_all
 
 
 class ModelClock:
@@ -246,7 +246,7 @@ class Counts:
 def count_model_calls(root: Path, size: int = 64, frames: int = 8, steps: int = 10,
                       paths: int = 3) -> Counts:
     """A small song whose planned paths share keyframes, rendered through sdmorph's path."""
-    from sdmorph.plan import plan_paths, union_transitions
+    from sdmorph.core.paths import plan_paths, union_transitions
 
     spec = SongSpec(size=size, frames=frames, steps=steps, prompts=3, seeds_per_prompt=3,
                     duration=1)

@@ -98,7 +98,7 @@ def build_pipeline(device: str, dtype: Any, smoke: bool) -> Any:
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from sdmorph.tiny import PNDM_CONFIG, build_tiny_pipeline
+    from sdmorph.render.tiny import PNDM_CONFIG, build_tiny_pipeline
 
     tokenizer = build_tiny_pipeline().tokenizer
     unet_cfg = {**UNET_SD15, **(SMOKE["unet"] if smoke else {})}
@@ -125,16 +125,16 @@ def build_pipeline(device: str, dtype: Any, smoke: bool) -> Any:
 
 def make_engine(pipe: Any, device: str, compile: bool) -> Any:
     """sdmorph's Engine around `pipe`: the loader is bypassed, nothing else is."""
-    from sdmorph.engine import Engine
+    from sdmorph.render.engine import Engine
 
-    with mock.patch("sdmorph.engine.load_pipeline", return_value=pipe):
+    with mock.patch("sdmorph.render.engine.load_pipeline", return_value=pipe):
         return Engine("sd15-random-weights", device=device, compile=compile)
 
 
 def frame_inputs(engine: Any, n: int, size: int) -> list[Any]:
     """`n` frames of one transition between two seeds and two prompts, guidance 7.5."""
-    from sdmorph.engine import FrameInput
-    from sdmorph.interp import frame_times, lerp, slerp
+    from sdmorph.core.interp import frame_times, lerp, slerp
+    from sdmorph.render.engine import FrameInput
 
     cond_a, cond_b, uncond = engine.encode(["a red sun over the sea",
                                             "a blue moon in a dark forest", ""])
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     data = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
             "results": [{**vars(m), "compile_seconds": m.compile_seconds} for m in results]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    from sdmorph.fsio import write_text
+    from sdmorph.formats.fsio import write_text
 
     write_text(args.json, json.dumps(data, indent=2))
     print(f"wrote {args.json}")

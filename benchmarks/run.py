@@ -249,7 +249,7 @@ def print_table(figures: list[Figure], title: str) -> None:
 
 def save(figures: list[Figure], args: argparse.Namespace, seconds: float,
          load: dict[str, float]) -> Path:
-    from sdmorph.fsio import write_text
+    from sdmorph.formats.fsio import write_text
 
     data = {"machine": machine_info(), "quick": args.quick, "seconds": seconds,
             "other_load": load, "figures": [f.as_dict() for f in figures]}

@@ -44,11 +44,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdmorph.errors import MovieError
-from sdmorph.fsio import is_temp
-from sdmorph.legacy import frame_name
-from sdmorph.store import MANIFEST_NAME, PARTIAL_NAME, png_complete
-from sdmorph.video import probe
+from sdmorph.core.errors import MovieError
+from sdmorph.formats.fsio import is_temp
+from sdmorph.formats.legacy import frame_name
+from sdmorph.media.store import MANIFEST_NAME, PARTIAL_NAME, png_complete
+from sdmorph.media.video import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

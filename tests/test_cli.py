@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sdmorph import __version__
-from sdmorph.cli import app
+from sdmorph.cli.app import app
 from songs import SETTINGS, SHEET, env_for, write_song
 
 runner = CliRunner()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sdmorph.config import check_song_name, load_settings
-from sdmorph.errors import ConfigError
+from sdmorph.core.errors import ConfigError
+from sdmorph.formats.folders import check_song_name, load_settings
 
 
 def test_env_file_is_read(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdmorph.contact import (
+from sdmorph.core.errors import SdmorphError
+from sdmorph.media.contact_sheet import (
     GAP,
     contact_sheet,
     label_band_height,
@@ -14,7 +15,6 @@ from sdmorph.contact import (
     sweep_grid,
     sweep_row,
 )
-from sdmorph.errors import SdmorphError
 
 
 def solid(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> Image.Image:

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.fsio import atomic_path, clean_temp_files, is_temp, write_text
-from sdmorph.store import MANIFEST_NAME, PARTIAL_NAME
+from sdmorph.cli.app import app
+from sdmorph.formats.fsio import atomic_path, clean_temp_files, is_temp, write_text
+from sdmorph.media.store import MANIFEST_NAME, PARTIAL_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import crash  # noqa: E402

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.video import probe
+from sdmorph.cli.app import app
+from sdmorph.media.video import probe
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from sdmorph.engine import Engine, FrameInput
-from sdmorph.errors import ModelError, RenderError
-from sdmorph.masks import to_control
-from sdmorph.pipelines import load_pipeline, pick_device, scheduler_class
+from sdmorph.core.errors import ModelError, RenderError
+from sdmorph.media.masks import to_control
+from sdmorph.render.engine import Engine, FrameInput
+from sdmorph.render.pipelines import load_pipeline, pick_device, scheduler_class
 
 SIZE = 64
 STEPS = 6

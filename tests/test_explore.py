@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
+from sdmorph.cli.app import app
 from songs import env_for, write_song
 
 runner = CliRunner()

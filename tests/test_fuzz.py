@@ -27,23 +27,23 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.errors import SdmorphError
-from sdmorph.fsio import safe_name
-from sdmorph.ids import ImageId
-from sdmorph.legacy import (
+from sdmorph.cli.app import app
+from sdmorph.core.errors import SdmorphError
+from sdmorph.core.ids import ImageId
+from sdmorph.formats.fsio import safe_name
+from sdmorph.formats.legacy import (
     LegacyName,
     Unparsed,
     frame_index,
     frame_name,
     parse_legacy_name,
 )
-from sdmorph.planfiles import read_story, read_transition_tables, skipped_by_artist
-from sdmorph.planning import planned_pairs
-from sdmorph.settings import load_settings_file
-from sdmorph.sheet import keep_seeds
-from sdmorph.song import load_prompt_sheet, load_scene_rows, load_song, resolver
-from sdmorph.store import TransitionStore, png_complete
+from sdmorph.formats.plan_tables import read_story, read_transition_tables, skipped_by_artist
+from sdmorph.formats.profile import load_settings_file
+from sdmorph.formats.prompt_sheet import keep_seeds
+from sdmorph.formats.song import load_prompt_sheet, load_scene_rows, load_song, resolver
+from sdmorph.media.store import TransitionStore, png_complete
+from sdmorph.stages.plan import planned_pairs
 from songs import SHEET, env_for, write_song
 
 # ------------------------------------------------------------------ example budget

@@ -8,9 +8,9 @@ from pathlib import Path
 import networkx as nx
 from PIL import Image
 
-from sdmorph.graphviz import draw_plan, write_gexf
-from sdmorph.ids import ImageId
-from sdmorph.plan import SceneSpec, build_graph, plan_path, plan_paths, union_transitions
+from sdmorph.core.ids import ImageId
+from sdmorph.core.paths import SceneSpec, build_graph, plan_path, plan_paths, union_transitions
+from sdmorph.media.plan_picture import draw_plan, write_gexf
 
 
 def song(n_scenes: int, n_images: int) -> list[SceneSpec]:

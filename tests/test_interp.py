@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdmorph.interp import frame_times, lerp, slerp
+from sdmorph.core.interp import frame_times, lerp, slerp
 
 
 def noise(seed: int) -> np.ndarray:

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sdmorph.errors import SdmorphError
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.legacy import (
+from sdmorph.core.errors import SdmorphError
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.formats.legacy import (
     LegacyName,
     SeedRefError,
     Unparsed,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdmorph.errors import SongError
-from sdmorph.masks import crossfade, find_mask, load_mask, to_control
+from sdmorph.core.errors import SongError
+from sdmorph.media.masks import crossfade, find_mask, load_mask, to_control
 
 # 200x100 drawing: the left half is a white square, the right half transparent.
 SVG = (

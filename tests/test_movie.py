@@ -19,11 +19,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.errors import MovieError
-from sdmorph.fsio import try_locked
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.movie import (
+from sdmorph.cli.app import app
+from sdmorph.core.errors import MovieError
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.paths import build_graph
+from sdmorph.formats.fsio import try_locked
+from sdmorph.formats.plan_tables import read_story, written_by_sdmorph
+from sdmorph.formats.song import Song, load_song, resolver
+from sdmorph.media.store import TransitionManifest
+from sdmorph.media.video import probe, read_clips_json
+from sdmorph.stages.movie import (
     LOCK_NAME,
     MovieRequest,
     codecs_of,
@@ -31,11 +36,6 @@ from sdmorph.movie import (
     movie_fps,
     plan_movie,
 )
-from sdmorph.plan import build_graph
-from sdmorph.planfiles import read_story, written_by_sdmorph
-from sdmorph.song import Song, load_song, resolver
-from sdmorph.store import TransitionManifest
-from sdmorph.video import probe, read_clips_json
 from songs import SETTINGS, env_for, write_song
 from test_video import full_disk_ffmpeg
 

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.fsio import safe_name
-from sdmorph.ids import ImageId
-from sdmorph.legacy import frame_name
-from sdmorph.store import TransitionManifest, TransitionStore
+from sdmorph.cli.app import app
+from sdmorph.core.ids import ImageId
+from sdmorph.formats.fsio import safe_name
+from sdmorph.formats.legacy import frame_name
+from sdmorph.media.store import TransitionManifest, TransitionStore
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()

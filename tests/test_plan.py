@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdmorph.errors import SdmorphError
-from sdmorph.ids import ImageId
-from sdmorph.plan import (
+from sdmorph.core.errors import SdmorphError
+from sdmorph.core.ids import ImageId
+from sdmorph.core.paths import (
     Hop,
     PlanError,
     SceneSpec,
@@ -178,7 +178,7 @@ def test_plan_paths_uses_consecutive_seeds_and_union_is_unordered() -> None:
 
 def test_plan_is_independent_of_hash_seed() -> None:
     code = (
-        "from sdmorph.plan import *; from sdmorph.ids import ImageId as I\n"
+        "from sdmorph.core.paths import *; from sdmorph.core.ids import ImageId as I\n"
         "sc=[SceneSpec(n, tuple(I(n+' x', s) for s in range(7)), 2, 1, "
         "avoid=frozenset({I(n+' x', 3)})) for n in 'abc']\n"
         "av={frozenset(p) for p in union_transitions(plan_paths(sc, 0, 3))}\n"

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sdmorph.errors import SdmorphError
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.legacy import resolve_seed_ref
-from sdmorph.plan import Hop, SceneSpec, plan_paths
-from sdmorph.planfiles import (
+from sdmorph.core.errors import SdmorphError
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.paths import Hop, SceneSpec, plan_paths
+from sdmorph.formats.legacy import resolve_seed_ref
+from sdmorph.formats.plan_tables import (
     INTER_FILE,
     INTRA_FILE,
     LATEST_STORY_BACKUP,

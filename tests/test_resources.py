@@ -20,11 +20,11 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph import video
-from sdmorph.cli import app
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.legacy import frame_name
-from sdmorph.store import TransitionManifest
+from sdmorph.cli.app import app
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.formats.legacy import frame_name
+from sdmorph.media import video
+from sdmorph.media.store import TransitionManifest
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()

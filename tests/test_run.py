@@ -8,8 +8,8 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
-from sdmorph.video import probe
+from sdmorph.cli.app import app
+from sdmorph.media.video import probe
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sdmorph.errors import SdmorphError
-from sdmorph.fsio import is_temp
-from sdmorph.sheet import keep_seeds
+from sdmorph.core.errors import SdmorphError
+from sdmorph.formats.fsio import is_temp
+from sdmorph.formats.prompt_sheet import keep_seeds
 
 SHEET = "prompt_image_definitions.csv"
 BOM = b"\xef\xbb\xbf"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sdmorph.errors import SongError
-from sdmorph.ids import ImageId
-from sdmorph.song import load_song, parse_seeds, summary
+from sdmorph.core.errors import SongError
+from sdmorph.core.ids import ImageId
+from sdmorph.formats.song import load_song, parse_seeds, summary
 from songs import SCENES, SETTINGS, SHEET, write_song
 
 
@@ -236,7 +236,7 @@ def test_masks_png_svg_subfolder_and_missing(tmp_path: Path) -> None:
     song = load(tmp_path)
     assert song.profile.mask_image == "blank"
     assert song.cnet_scale(song.prompts["luna"]) == 0.5
-    from sdmorph.song import mask_problems
+    from sdmorph.formats.song import mask_problems
 
     problems = [str(p) for p in mask_problems(song)]
     assert any("row 5, column 'mask'" in p and "'gone'" in p for p in problems)
@@ -310,7 +310,7 @@ def test_every_wild_case_at_once(tmp_path: Path) -> None:
     assert song.scenes[3].avoid == frozenset({ImageId("star", 5842234013956479)})
     text = "\n".join(song.warnings)
     assert "duplicate prompt name 'sun'" in text and "'mystery'" in text and "564" in text
-    from sdmorph.song import mask_problems
+    from sdmorph.formats.song import mask_problems
 
     assert mask_problems(song) == []
 
@@ -333,7 +333,7 @@ def test_strict_includes_settings_warnings(tmp_path: Path) -> None:
 
 
 def test_checks_join_the_sheet_problems(tmp_path: Path) -> None:
-    from sdmorph.errors import Problem
+    from sdmorph.core.errors import Problem
 
     write_song(tmp_path, sheet=SHEET.replace("1001 1002 1003", "1001 zz"))
     message = errors_of(tmp_path, checks=[lambda song: [Problem("extra", song.settings_path)]])
@@ -341,7 +341,7 @@ def test_checks_join_the_sheet_problems(tmp_path: Path) -> None:
 
 
 def test_load_prompts_reads_no_scenes(tmp_path: Path) -> None:
-    from sdmorph.song import load_prompts
+    from sdmorph.formats.song import load_prompts
 
     write_song(tmp_path, sheet=SHEET + "comet,a comet,,\n", scenes=SCENES + "3,comet,0,2,,\n")
     meta, media = tmp_path / "meta" / "song", tmp_path / "media" / "song"

@@ -12,11 +12,17 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.legacy import frame_name
-from sdmorph.plan import plan_paths
-from sdmorph.song import Song, load_song
-from sdmorph.status import (
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.paths import plan_paths
+from sdmorph.formats.legacy import frame_name
+from sdmorph.formats.song import Song, load_song
+from sdmorph.media.store import (
+    MANIFEST_NAME,
+    TransitionManifest,
+    TransitionStore,
+    compute_recipe_key,
+)
+from sdmorph.stages.status import (
     adopt_report,
     keyframe_path,
     render_adopt_tables,
@@ -24,7 +30,6 @@ from sdmorph.status import (
     song_status,
     write_manifests,
 )
-from sdmorph.store import MANIFEST_NAME, TransitionManifest, TransitionStore, compute_recipe_key
 from songs import SETTINGS, SHEET, write_song
 
 # `moon` makes the 4-digit prefix 5555 ambiguous in legacy folder names.
@@ -166,9 +171,9 @@ def build_old_song(song: Song) -> None:
 
 
 def test_status_never_imports_torch() -> None:
-    code = ("import sys, sdmorph.status; "
-            "bad = [m for m in ('torch', 'diffusers', 'transformers', 'sdmorph.render', "
-            "'sdmorph.cli', 'matplotlib') if m in sys.modules]; assert not bad, bad")
+    code = ("import sys, sdmorph.stages.status; "
+            "bad = [m for m in ('torch', 'diffusers', 'transformers', 'sdmorph.render.renderer', "
+            "'sdmorph.cli.app', 'matplotlib') if m in sys.modules]; assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -420,9 +425,9 @@ def test_write_manifests_leaves_frames_alone(song: Song) -> None:
 
 def test_status_agrees_with_what_the_real_renderer_records(tmp_path: Path) -> None:
     """The tiny model renders for real: its recipes read as current, then as stale."""
-    from sdmorph.keyframes import render_keyframes
-    from sdmorph.render import open_renderer
-    from sdmorph.transitions import TransitionRenderer, render_all
+    from sdmorph.render.renderer import open_renderer
+    from sdmorph.stages.keyframes import render_keyframes
+    from sdmorph.stages.transitions import TransitionRenderer, render_all
 
     meta, media = write_song(tmp_path)
     song = load(meta, media)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdmorph.errors import RenderError, SdmorphError
-from sdmorph.fsio import MAX_NAME_BYTES
-from sdmorph.ids import ImageId, transition_name
-from sdmorph.legacy import frame_name
-from sdmorph.store import (
+from sdmorph.core.errors import RenderError, SdmorphError
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.formats.fsio import MAX_NAME_BYTES
+from sdmorph.formats.legacy import frame_name
+from sdmorph.media.store import (
     FRAMECHECK_PATH,
     MANIFEST_NAME,
     PARTIAL_NAME,
@@ -627,8 +627,8 @@ def test_lock_is_exclusive_and_unordered(store: TransitionStore) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from sdmorph.ids import ImageId
-from sdmorph.store import TransitionStore
+from sdmorph.core.ids import ImageId
+from sdmorph.media.store import TransitionStore
 store = TransitionStore(Path(sys.argv[1]), {}, 6)
 with store.lock(ImageId("luna", 5842234013956479), ImageId("sun", 7771234)) as got:
     print("locked" if got else "refused", flush=True)

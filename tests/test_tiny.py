@@ -16,8 +16,8 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from sdmorph import tiny
-from sdmorph.pipelines import load_pipeline
+from sdmorph.render import tiny
+from sdmorph.render.pipelines import load_pipeline
 
 
 @pytest.fixture(scope="module")

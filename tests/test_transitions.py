@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 from typer.testing import CliRunner
 
-from sdmorph.cli import app
+from sdmorph.cli.app import app
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()
@@ -228,8 +228,8 @@ def test_compute_n_survives_a_plan_without_the_pair(tmp_path: Path) -> None:
 
 
 def test_a_failed_transition_is_listed_and_the_others_render(tmp_path: Path) -> None:
-    from sdmorph.ids import ImageId
-    from sdmorph.store import TransitionStore
+    from sdmorph.core.ids import ImageId
+    from sdmorph.media.store import TransitionStore
 
     write_song(tmp_path, settings=FRAME_SETTINGS)
     base = tmp_path / "media/song/transition_images"

@@ -16,9 +16,9 @@ import psutil
 import pytest
 from PIL import Image
 
-from sdmorph import video as video_module
-from sdmorph.errors import MovieError
-from sdmorph.video import (
+from sdmorph.core.errors import MovieError
+from sdmorph.media import video as video_module
+from sdmorph.media.video import (
     EncodeOptions,
     Segment,
     plan_story,
@@ -26,7 +26,7 @@ from sdmorph.video import (
     read_clips_json,
     song_duration,
 )
-from sdmorph.video import encode_story as encode
+from sdmorph.media.video import encode_story as encode
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 LEVELS = (0, 128, 255)

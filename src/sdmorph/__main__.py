@@ -4,7 +4,7 @@ import os
 import sys
 
 try:
-    from sdmorph.cli import main
+    from sdmorph.cli.app import main
 except KeyboardInterrupt:  # Ctrl-C while the CLI is still importing: nothing started yet
     print("interrupted before anything started", file=sys.stderr)
     sys.stderr.flush()

@@ -1,0 +1,1 @@
+"""The `sdmorph` command line: parses, calls the stages, presents their reports."""

@@ -1,0 +1,802 @@
+"""The `sdmorph` command: parses options, calls the stages, reports. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from sdmorph import __version__
+from sdmorph.cli import ui
+from sdmorph.core.errors import SdmorphError
+from sdmorph.formats.folders import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="sdmorph",
+    help="Turn a song's prompt sheet into a movie that morphs between Stable Diffusion images.\n\n"
+    "Workflow: init -> validate -> explore -> render-prompts -> transitions -> movie "
+    "(or `run` for the last three). Folders come from .env (media_dir, meta_dir, "
+    "model_cache_dir), the environment, or the global options below.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SongArg = Annotated[str, typer.Argument(help="Song name: a folder under meta_dir and media_dir.")]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", "-P", help="Settings profile in tgen_settings.json.")
+]
+ScenesOpt = Annotated[
+    str | None,
+    typer.Option("--scenes", help="Use scene_sequence_<NAME>.csv instead of scene_sequence.csv."),
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Override the profile's model_string ('tiny', hub id, folder, "
+                 ".safetensors file)."),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cuda, mps or cpu (default: best available).")
+]
+
+
+def reported(fn: F) -> F:
+    """Turn sdmorph errors into a few plain lines and exit code 2; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SdmorphError as exc:
+            for problem in exc.problems:
+                ui.error(str(problem))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            ui.err.print("interrupted: everything finished so far is kept; run the same "
+                         "command again to resume", soft_wrap=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+            if os.environ.get("SDMORPH_DEBUG"):
+                raise
+            ui.error(f"unexpected {type(exc).__name__}: {exc} (this is a bug in sdmorph: please "
+                     "report it with the command you ran; SDMORPH_DEBUG=1 shows the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sdmorph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    media_dir: Annotated[Path | None, typer.Option(help="Folder for everything generated.")] = None,
+    meta_dir: Annotated[Path | None, typer.Option(help="Folder of song metadata.")] = None,
+    model_cache_dir: Annotated[
+        Path | None, typer.Option(help="Hugging Face cache folder for model weights.")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Global options apply to every command and override .env and the environment."""
+    ctx.obj = {"settings": load_settings(
+        media_dir=media_dir, meta_dir=meta_dir, model_cache_dir=model_cache_dir
+    )}
+
+
+def load(ctx: typer.Context, song: str, profile: str, scenes: str | None, strict: bool,
+         checks: list[Callable[[Any], list[Any]]] | None = None) -> Any:
+    """Load a song and print its warnings; `checks` add problems reported with the sheet's
+    and scenes' (all at once)."""
+    from sdmorph.formats.song import load_song
+
+    settings = settings_of(ctx)
+    loaded = load_song(settings.meta_song(song), settings.media_song(song), profile=profile,
+                       scenes=scenes, strict=strict, checks=checks or [])
+    return _warned(loaded)
+
+
+def _warned(loaded: Any) -> Any:
+    for warning in loaded.warnings:
+        ui.warn(warning)
+    return loaded
+
+
+@app.command()
+@reported
+def init(
+    ctx: typer.Context,
+    song: SongArg,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Create a small working example song (prompt sheet, settings, scene sequence)."""
+    from sdmorph.stages.init import write_example
+
+    settings = settings_of(ctx)
+    written = write_example(settings.meta_song(song), force=force)
+    for path in written:
+        ui.info(f"wrote {path}")
+    ui.info(f"next: sdmorph validate {song}")
+
+
+@app.command()
+@reported
+def validate(
+    ctx: typer.Context,
+    song: SongArg,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Check a song's metadata (prompts, seeds, scenes, masks, model settings) and summarise it."""
+    from sdmorph.formats.song import mask_problems, summary
+
+    loaded = load(ctx, song, profile, scenes, strict, [mask_problems, _model_check()])
+    ui.table(f"{song}: valid", ["", ""], summary(loaded))
+
+
+def _model_check(model: str | None = None) -> Callable[[Any], list[Any]]:
+    """The settings the model loader would refuse (scheduler, local model paths), up front."""
+
+    def check(loaded: Any) -> list[Any]:
+        from sdmorph.render.sources import profile_problems
+
+        return profile_problems(loaded.profile, loaded.settings_path, model)
+
+    return check
+
+
+BatchOpt = Annotated[
+    int | None,
+    typer.Option("--batch-size", min=1, help="Images per model call (default: 8 on CUDA, 4 else)."),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the UNet and VAE (for long GPU runs).")
+]
+
+
+def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str | None,
+                 compile: bool = False) -> Any:
+    from sdmorph.render.renderer import open_renderer
+
+    with ui.err.status(f"loading model {model or song.profile.model_string} ..."):
+        renderer = open_renderer(song, model=model, device=device, compile=compile,
+                                 cache_dir=settings_of(ctx).model_cache_dir)
+    renderer.engine.on_warning = ui.warn
+    return renderer
+
+
+def batch_of(renderer: Any, batch_size: int | None) -> int:
+    from sdmorph.render.renderer import default_batch_size
+
+    return batch_size or renderer.song.profile.batch_size or default_batch_size(
+        renderer.engine.device, renderer.width, renderer.height
+    )
+
+
+@app.command("render-prompts")
+@reported
+def render_prompts(
+    ctx: typer.Context,
+    song: SongArg,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Render only this prompt (repeatable).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-render images on disk.")] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
+    from sdmorph.stages.keyframes import render_keyframes, select_images
+
+    loaded = load(ctx, song, profile, scenes, strict, [_model_check(model)])
+    renderer = renderer_for(ctx, loaded, model, device)
+    images = select_images(renderer, only)
+    with ui.bar("keyframes", len(images)) as advance:
+        report = render_keyframes(renderer, images, force=force,
+                                  batch_size=batch_of(renderer, batch_size), on_image=advance)
+    for image in report.stale:
+        ui.warn(f"{renderer.keyframe_path(image)} was rendered with other settings: kept "
+                "(--force re-renders it)")
+    ui.info(f"keyframes: {len(report.rendered)} rendered, {len(report.skipped)} already on "
+            f"disk, in {report.seconds:.1f}s -> {loaded.media_dir / 'prompt_images'}")
+
+
+@app.command()
+@reported
+def explore(
+    ctx: typer.Context,
+    song: SongArg,
+    more: Annotated[
+        list[int] | None,
+        typer.Argument(help="More seeds for --keep or --seeds: `--keep 12 34 56`.",
+                       show_default=False),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="Prompt name (default: every prompt "
+                                 "without seeds).")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="How many random seeds to try.")] = 8,
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seeds", help="Render these seeds instead (repeat or "
+                                       "space-separate).")
+    ] = None,
+    prompt_text: Annotated[
+        str | None, typer.Option("--prompt-text", help="Explore a prompt not in the sheet yet.")
+    ] = None,
+    keep: Annotated[
+        list[int] | None, typer.Option("--keep", help="Append these seeds to the prompt's seeds "
+                                       "cell in the sheet (repeatable); renders nothing.")
+    ] = None,
+    sweep: Annotated[
+        list[str] | None, typer.Option("--sweep", help="KEY=V1,V2,... : render the first seed "
+                                       "at every value (at most two keys: rows x columns).")
+    ] = None,
+    rng_seed: Annotated[
+        int | None, typer.Option("--rng-seed", help="Make the random seed draw reproducible.")
+    ] = None,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Try seeds for a prompt: images plus a contact sheet labelled by seed; keep the good ones.
+
+    Only the prompt sheet and settings are read (not the scene sequence, --scenes is accepted
+    for uniform scripts): a new song's prompts without seeds are what explore is for.
+    """
+    keep, seeds = _more_seeds(keep, seeds, more)
+    _check_explore_options(prompt, prompt_text, keep, seeds, sweep)
+    if keep:
+        _keep(ctx, song, prompt, keep, prompt_text)
+        return
+    loaded = _load_prompts(ctx, song, profile, strict, model)
+    names = _explore_names(loaded, prompt, bool(sweep))
+    if not names:
+        return
+    if prompt:
+        from sdmorph.stages.explore import with_prompt
+
+        loaded = with_prompt(loaded, prompt, prompt_text)
+    renderer = renderer_for(ctx, loaded, model, device)
+    if sweep:
+        for name in names:
+            _sweep(renderer, name, seeds, sweep)
+        return
+    _explore(renderer, names, n, seeds, rng_seed, batch_of(renderer, batch_size))
+
+
+def _check_explore_options(prompt: str | None, prompt_text: str | None, keep: list[int] | None,
+                           seeds: list[int] | None, sweep: list[str] | None) -> None:
+    """Refuse options that would otherwise be silently ignored; report them together."""
+    problems = []
+    if prompt_text is not None and not prompt:
+        problems.append("--prompt-text needs -p NAME (the new prompt's name)")
+    if keep and seeds:
+        problems.append("--keep writes seeds to the sheet and --seeds renders seeds: give one "
+                        "of them")
+    if keep and sweep:
+        problems.append("--keep renders nothing, so --sweep would be ignored: give one of them")
+    if problems:
+        raise SdmorphError(*problems)
+
+
+def _load_prompts(ctx: typer.Context, song: str, profile: str, strict: bool,
+                  model: str | None) -> Any:
+    """The sheet and settings only: explore needs no scene sequence, nor seeds in its scenes."""
+    from sdmorph.formats.song import load_prompts
+
+    settings = settings_of(ctx)
+    return _warned(load_prompts(settings.meta_song(song), settings.media_song(song),
+                                profile=profile, strict=strict, checks=[_model_check(model)]))
+
+
+def _explore_names(loaded: Any, prompt: str | None, sweep: bool) -> list[str]:
+    """-p's prompt; else a sweep tunes every prompt with seeds, a plain run tries new ones."""
+    from sdmorph.stages.explore import unexplored
+
+    if prompt:
+        return [prompt]
+    if sweep:
+        names = [name for name, p in loaded.prompts.items() if p.seeds]
+        if not names:
+            raise SdmorphError(f"no prompt in {loaded.sheet_path} has seeds yet: name one with "
+                               "-p and give --seeds for the sweep")
+        return names
+    names = unexplored(loaded)
+    if not names:
+        ui.info("every prompt has seeds already; name one with -p to explore it further")
+    return names
+
+
+def _more_seeds(keep: list[int] | None, seeds: list[int] | None,
+                more: list[int] | None) -> tuple[list[int] | None, list[int] | None]:
+    """Click options take one value each; trailing numbers extend --keep or --seeds."""
+    if not more:
+        return keep, seeds
+    if keep and seeds:
+        return keep, seeds  # refused by _check_explore_options
+    if keep:
+        return [*keep, *more], seeds
+    if seeds:
+        return keep, [*seeds, *more]
+    raise SdmorphError(f"unexpected numbers {more}: did you mean --keep or --seeds?")
+
+
+def _keep(ctx: typer.Context, song: str, prompt: str | None, seeds: list[int],
+          prompt_text: str | None) -> None:
+    from sdmorph.formats.prompt_sheet import keep_seeds
+    from sdmorph.formats.song import SHEET_FILE
+
+    if not prompt:
+        raise SdmorphError("--keep needs the prompt: -p NAME")
+    sheet = settings_of(ctx).meta_song(song) / SHEET_FILE
+    result = keep_seeds(sheet, prompt, seeds, prompt_text=prompt_text)
+    if not result.changed:
+        ui.info(f"{prompt}: seeds {', '.join(map(str, seeds))} already kept; sheet unchanged")
+        return
+    ui.info(f"{prompt}: kept {', '.join(map(str, result.added))} in {sheet} "
+            f"(backup: {result.backup})")
+
+
+def _explore(renderer: Any, names: list[str], n: int, seeds: list[int] | None,
+             rng_seed: int | None, batch_size: int) -> None:
+    import random
+
+    from sdmorph.stages.explore import explore_prompt, random_seeds
+
+    rng = random.Random(rng_seed)
+    for name in names:
+        chosen = list(seeds) if seeds else random_seeds(n, rng)
+        with ui.bar(f"explore {name}", len(chosen)) as advance:
+            result = explore_prompt(renderer, name, chosen, batch_size=batch_size,
+                                    on_image=advance)
+        ui.info(f"{name}: seeds {' '.join(map(str, result.seeds))}")
+        ui.info(f"contact sheet: {result.sheet}")
+        ui.info(f"keep the good ones: sdmorph explore {renderer.song.name} -p '{name}' --keep "
+                "SEED ...")
+
+
+def _sweep(renderer: Any, name: str, seeds: list[int] | None, specs: list[str]) -> None:
+    from sdmorph.media.contact_sheet import parse_sweep
+    from sdmorph.render.renderer import open_renderer
+    from sdmorph.stages.explore import sweep as run_sweep
+
+    song = renderer.song
+    prompt = song.prompts[name]
+    chosen = seeds or list(prompt.seeds[:1])
+    if not chosen:
+        raise SdmorphError(f"prompt {name!r} has no seeds yet: give --seeds for the sweep")
+    sweeps = parse_sweep(specs)
+    cells = 1
+    for _, values in sweeps:
+        cells *= len(values)
+    for seed in chosen:
+        with ui.bar(f"sweep {name} seed {seed}", cells) as advance:
+            grid = run_sweep(lambda variant: open_renderer(variant, model=renderer.model,
+                                                           engine=renderer.engine),
+                             song, name, seed, sweeps, on_image=advance)
+        ui.info(f"sweep grid: {grid}")
+
+
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random choices (reproducible).")]
+
+
+@app.command()
+@reported
+def transitions(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    paths: Annotated[
+        int, typer.Option("--paths", min=1, help="Plan N paths (seeds S, S+1, ...) and render "
+                          "their union, so later stories have more to choose from.")
+    ] = 1,
+    plan_only: Annotated[
+        bool, typer.Option("--plan-only", help="Write the plan files, render nothing.")
+    ] = False,
+    render_only: Annotated[
+        bool, typer.Option("--render-only", help="Render what the plan files list (compute = y); "
+                           "do not plan again.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-render stale transitions and incomplete legacy "
+                           "folders (into new sdmorph folders).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = None,
+    compile: CompileOpt = False,
+    strict: StrictOpt = False,
+) -> None:
+    """Plan a path through the scene graph, then render each transition's frames (resumable)."""
+    from sdmorph.stages.plan import make_plan, open_store, planned_pairs
+
+    if plan_only and render_only:
+        raise SdmorphError("--plan-only and --render-only exclude each other")
+    loaded = load(ctx, song, profile, scenes, strict)
+    store = open_store(loaded)
+    path, skipped = None, None  # with --render-only: the plan files as they are
+    if not render_only:
+        plan = make_plan(loaded, seed, paths, store)
+        path, skipped = plan.paths[0], plan.skipped
+        hops = sum(len(p) for p in plan.paths)
+        ui.info(f"planned {len(plan.paths)} path(s), {hops} hops, {len(plan.pairs)} transitions "
+                f"to render ({len(plan.skipped)} set to compute = n)")
+        for file in plan.files:
+            ui.info(f"wrote {file}")
+    if plan_only:
+        return
+    pairs, table_skipped = planned_pairs(loaded)
+    renderer = renderer_for(ctx, loaded, model, device, compile)
+    _transitions_stage(renderer, store, pairs, table_skipped if skipped is None else skipped,
+                       batch_of(renderer, batch_size), force, path)
+
+
+def _transitions_stage(renderer: Any, store: Any, pairs: list[Any], skipped: list[Any],
+                       batch_size: int, force: bool, path: list[Any] | None) -> Any:
+    """Render, print the table, redraw the plan pictures; then fail if a transition failed."""
+    from sdmorph.stages.plan import draw_graphs
+
+    report = _render_transitions(renderer, store, pairs, batch_size, force, skipped)
+    _transition_summary(report)
+    draw_graphs(renderer.song, path, store)  # now marking what was rendered
+    failed = report.having("failed")
+    if failed:  # one error line: the first failure (the others are warnings above)
+        more = f" ({len(failed) - 1} more failed, listed above)" if len(failed) > 1 else ""
+        raise SdmorphError(f"{failed[0].reason}{more}; finished transitions are kept: fix it and "
+                           "run the same command again")
+    return report
+
+
+def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size: int,
+                        force: bool, skipped: list[Any]) -> Any:
+    from sdmorph.stages.keyframes import render_keyframes
+    from sdmorph.stages.transitions import TransitionRenderer, render_all
+
+    images = list(dict.fromkeys(image for pair in pairs for image in pair))
+    frames = renderer.song.profile.interpolation_steps
+    with ui.progress() as prog:
+        keys = prog.add_task("keyframes", total=len(images))
+        render_keyframes(renderer, images, batch_size=batch_size,
+                         on_image=lambda n: prog.advance(keys, n))
+        trans = prog.add_task("transitions", total=len(pairs))
+        frame_task = prog.add_task("frames", total=len(pairs) * frames)
+        advanced = [0]  # frames the bar moved for the current transition
+
+        def on_frames(n: int) -> None:
+            advanced[0] += n
+            prog.advance(frame_task, n)
+
+        tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
+                                on_frames=on_frames)
+
+        def done(outcome: Any) -> None:
+            # Whatever happened (done before, resumed, failed half-way), it takes `frames`.
+            prog.advance(trans, 1)
+            prog.advance(frame_task, frames - advanced[0])
+            advanced[0] = 0
+
+        return render_all(tr, pairs, on_transition=done, skipped=skipped)
+
+
+_SUMMARY_ROWS = {"rendered": "rendered", "done": "done", "legacy": "legacy",
+                 "skipped": "skipped (compute = n)", "stale": "stale",
+                 "incomplete-legacy": "incomplete-legacy", "busy": "busy", "failed": "failed"}
+_HINTS = {"stale": "; --force re-renders it",
+          "incomplete-legacy": "; --force renders a new sdmorph folder",
+          "busy": "; another sdmorph process is rendering it", "failed": ""}
+
+
+def _transition_summary(report: Any) -> None:
+    rows = [(label, report.count(status)) for status, label in _SUMMARY_ROWS.items()]
+    fps = report.frames / report.seconds if report.seconds else 0.0
+    rows = [r for r in rows if r[1]] or [("none", 0)]
+    ui.table("transitions", ["status", "count"], [*rows, ("frames/s", f"{fps:.1f}")])
+    # The first failure is the command's error line: not said twice.
+    first_failure = next(iter(report.having("failed")), None)
+    for outcome in report.having(*_HINTS):
+        if outcome is first_failure:
+            continue
+        where = f"{outcome.folder}: " if outcome.folder else ""
+        ui.warn(f"{outcome.status}: {where}{outcome.reason}{_HINTS[outcome.status]}")
+    ui.info(f"{report.frames} frames rendered in {report.seconds:.1f}s ({fps:.1f} frames/s)")
+
+
+@app.command()
+@reported
+def movie(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    name: StoryNameOpt = "base",
+    from_plan: Annotated[
+        bool, typer.Option("--from-plan", help="Use the planned path story/trans_sequence_gen.csv.")
+    ] = False,
+    sequence: Annotated[
+        Path | None, typer.Option("--sequence", help="Encode this story file as it is (e.g. a "
+                                  "hand-edited story/trans_sequence.csv).")
+    ] = None,
+    codec: Annotated[
+        str, typer.Option("--codec", help="mjpeg (.mov, every frame a keyframe, for VJ "
+                          "software), h264 (.mp4, browsers) or both.")
+    ] = "both",
+    fps: Annotated[
+        float | None, typer.Option("--fps", min=0.001, help="Frames per second (default: "
+                                   "settings' fps, else 10).")
+    ] = None,
+    quality: Annotated[
+        int | None, typer.Option("--quality", help="mjpeg -q:v (1 best..31, default 3) / h264 "
+                                 "crf (0..51, default 18).")
+    ] = None,
+    hold: Annotated[
+        float, typer.Option("--hold", min=0.0, help="Seconds to pause on each keyframe.")
+    ] = 0.0,
+    smooth: Annotated[
+        float | None, typer.Option("--smooth", min=1.0, help="Raise the frame rate to this with "
+                                   "motion interpolation (ffmpeg minterpolate).")
+    ] = None,
+    audio: Annotated[
+        Path | None, typer.Option("--audio", help="Audio file (default: <song>.wav/.mp3/.flac/"
+                                  ".m4a or audio.* in the song's meta folder).")
+    ] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the audio out.")] = False,
+    fit_audio: Annotated[
+        bool, typer.Option("--fit-audio", help="Set the fps so the movie lasts as long as the "
+                           "audio.")
+    ] = False,
+    clips: Annotated[
+        bool, typer.Option("--clips", help="Also write every transition as its own clip, with "
+                           "clips.json (for VJ software).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Choose a story through the rendered transitions and encode it with the song's audio."""
+    from sdmorph.stages.movie import MovieRequest, make_movie, print_summary
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    request = MovieRequest(
+        name=name, seed=seed, from_plan=from_plan, sequence=sequence, codec=codec, fps=fps,
+        quality=quality, hold=hold, smooth=smooth, audio=audio, no_audio=no_audio,
+        fit_audio=fit_audio, clips=clips, profile=profile, scenes=scenes,
+    )
+    print_summary(make_movie(loaded, request))
+
+
+@app.command()
+@reported
+def status(
+    ctx: typer.Context,
+    song: SongArg,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Show what exists and what is missing at each stage, and the next command to run."""
+    from sdmorph.stages.status import render_status_tables, song_status
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    for title, columns, rows in render_status_tables(
+        song_status(loaded, profile=profile, scenes=scenes, model=model)
+    ):
+        ui.table(title, columns, rows)
+
+
+@app.command()
+@reported
+def adopt(
+    ctx: typer.Context,
+    song: SongArg,
+    write_manifests: Annotated[
+        bool, typer.Option("--write-manifests", help="Add sdmorph manifests beside complete "
+                           "legacy frames so later runs skip the scan (frames untouched).")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Survey a song made with the old scripts: what is usable as is, what would render next."""
+    from sdmorph.stages.status import adopt_report, render_adopt_tables
+    from sdmorph.stages.status import write_manifests as add_manifests
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    for title, columns, rows in render_adopt_tables(
+        adopt_report(loaded, profile=profile, scenes=scenes, model=model)
+    ):
+        ui.table(title, columns, rows)
+    if write_manifests:
+        written = add_manifests(loaded)
+        for path in written:
+            ui.info(f"wrote {path}")
+        ui.info(f"{len(written)} manifests written; no frame was changed")
+    else:
+        ui.info("no song file or frame was changed")
+
+
+StoryNameOpt = Annotated[
+    str, typer.Option("--name", "-o", help="Story name: output goes to stories/<NAME>/.")
+]
+CodecOpt = Annotated[
+    str, typer.Option("--codec", help="mjpeg (.mov, every frame a keyframe, for VJ software), "
+                      "h264 (.mp4, browsers) or both.")
+]
+FpsOpt = Annotated[
+    float | None,
+    typer.Option("--fps", min=0.001, help="Frames per second (default: settings' fps, else 10)."),
+]
+AudioOpt = Annotated[
+    Path | None, typer.Option("--audio", help="Audio file (default: <song>.wav/.mp3/.flac/.m4a "
+                              "or audio.* in the song's meta folder).")
+]
+
+
+@app.command()
+@reported
+def run(
+    ctx: typer.Context,
+    song: SongArg,
+    seed: SeedOpt = 0,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    fps: FpsOpt = None,
+    audio: AudioOpt = None,
+    codec: CodecOpt = "both",
+    name: StoryNameOpt = "base",
+    batch_size: BatchOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """The main job: render-prompts, transitions and movie in sequence, each resuming."""
+    loaded = load(ctx, song, profile, scenes, strict)
+    _run_all(ctx, loaded, seed=seed, model=model, device=device, fps=fps, audio=audio,
+             codec=codec, batch_size=batch_size, profile=profile, scenes=scenes, name=name)
+
+
+def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
+             device: str | None, fps: float | None, audio: Path | None, codec: str,
+             batch_size: int | None, profile: str, scenes: str | None,
+             name: str = "base") -> Any:
+    from sdmorph.stages.keyframes import render_keyframes, select_images
+    from sdmorph.stages.movie import MovieRequest, check_request, make_movie, print_summary
+    from sdmorph.stages.plan import make_plan, open_store, planned_pairs
+
+    request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
+                           scenes=scenes, name=name)
+    check_request(loaded, request)  # a bad --codec, --audio or story fails now, not after rendering
+    renderer = renderer_for(ctx, loaded, model, device)
+    batch = batch_of(renderer, batch_size)
+    ui.info("1/3 keyframes")
+    images = select_images(renderer, None)
+    with ui.bar("keyframes", len(images)) as advance:
+        render_keyframes(renderer, images, batch_size=batch, on_image=advance)
+    ui.info("2/3 transitions")
+    store = open_store(loaded)
+    plan = make_plan(loaded, seed, 1, store)
+    pairs, _ = planned_pairs(loaded)
+    report = _transitions_stage(renderer, store, pairs, plan.skipped, batch, False,
+                                plan.paths[0])
+    _stop_if_unrendered(loaded, request, report)
+    ui.info("3/3 movie")
+    result = make_movie(loaded, request)
+    print_summary(result)
+    return result
+
+
+_WHY_UNRENDERED = {"stale": "was rendered with other settings",
+                   "incomplete-legacy": "is an incomplete legacy folder",
+                   "busy": "is being rendered by another sdmorph process"}
+_SHOWN_UNRENDERED = 3
+
+
+def _stop_if_unrendered(song: Any, request: Any, report: Any) -> None:
+    """The movie needs the planned transitions: stop here, saying which and how to fix it."""
+    from sdmorph.core.ids import transition_name
+    from sdmorph.stages.movie import transitions_command
+
+    left = report.having(*_WHY_UNRENDERED)
+    if not left:
+        return
+    shown = "; ".join(
+        f"'{transition_name(o.a, o.b)}' {_WHY_UNRENDERED[o.status]}"
+        + (f" ({o.reason})" if o.reason and o.status != "busy"
+           and o.reason not in _WHY_UNRENDERED[o.status] else "")
+        for o in left[:_SHOWN_UNRENDERED])
+    more = f" and {len(left) - _SHOWN_UNRENDERED} more" if len(left) > _SHOWN_UNRENDERED else ""
+    command = transitions_command(song, request) + (f" --seed {request.seed}"
+                                                    if request.seed else "")
+    if all(o.status == "busy" for o in left):
+        fix = "run the same command again once the other process has finished"
+    else:
+        fix = f"`{command} --force` renders them into new folders; then run the same command again"
+    raise SdmorphError(f"{len(left)} planned transition(s) not rendered, so no movie was made: "
+                       f"{shown}{more}; {fix}")
+
+
+@app.command()
+@reported
+def demo(
+    ctx: typer.Context,
+    folder: Annotated[
+        Path, typer.Argument(help="Where to put the demo song, its .env and its media.")
+    ] = Path("sdmorph-demo"),
+    force: Annotated[bool, typer.Option("--force", help="Re-copy the demo song's files.")] = False,
+) -> None:
+    """Copy the bundled demo song into FOLDER and make its movies with the tiny model."""
+    from sdmorph.formats.folders import Settings
+    from sdmorph.formats.song import load_song
+    from sdmorph.stages.demo import DEMO_SONG, install_demo
+
+    meta, media = install_demo(folder, force=force)
+    ui.info(f"demo song: {meta} (settings in {folder / '.env'})")
+    ctx.obj["settings"] = Settings(media_dir=media.resolve(), meta_dir=meta.parent.resolve(),
+                                   model_cache_dir=settings_of(ctx).model_cache_dir)
+    loaded = load_song(meta, media / DEMO_SONG)
+    result = _run_all(ctx, loaded, seed=0, model=None, device="cpu", fps=None, audio=None,
+                      codec="both", batch_size=None, profile="default", scenes=None)
+    ui.info("movies:")
+    for video in result.report.videos:
+        if video.kind == "combined":
+            ui.info(f"  {video.path}")
+    ui.info(f"next: cd {folder} && sdmorph status {DEMO_SONG}")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(prog_name="sdmorph")
+    except KeyboardInterrupt:  # outside a command (option parsing, start-up)
+        print("interrupted: nothing was changed", file=sys.stderr)
+        exit_after_ctrl_c()
+    except SystemExit as exc:
+        if exc.code == 130:
+            exit_after_ctrl_c()
+        raise
+
+
+def exit_after_ctrl_c() -> NoReturn:
+    """Exit 130 now that every `finally` has run.
+
+    A plain sys.exit is not enough: when the Ctrl-C landed inside code that an import ran
+    through eval (pydantic and typing evaluate annotations so), CPython remembers it and
+    kills itself with SIGINT at shutdown, although sdmorph handled it and printed its line.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Renders batches of frames with the old scripts' recipe, one guidance scale per frame.
+
+The denoising loop is our own, built from the pipeline's public components, because a
+transition interpolates the guidance scale (and ControlNet scale) frame by frame and diffusers
+pipelines accept only one per call. For a single frame it reproduces
+`StableDiffusionPipeline.__call__` / `StableDiffusionControlNetPipeline.__call__` given latents,
+prompt_embeds, negative_prompt_embeds and guidance_scale (tests hold it to that).
+
+Everything that imports torch lives here and in `pipelines`/`tiny`; callers pass numpy arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+from sdmorph.core.errors import RenderError
+from sdmorph.render.pipelines import load_pipeline, pick_device
+
+NOISE_SOURCES = ("cuda", "cpu")
+# torch.OutOfMemoryError (CUDA and MPS) is new in torch 2.5; older ones only have the CUDA name.
+_OOM_ERROR: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class DarkFrameError(RenderError):
+    """A frame came out NaN or black; callers say which image or transition frame it was."""
+
+    def __init__(self, position: int, what: str, device: str, dtype: str) -> None:
+        self.position = position
+        self.what = what
+        if dtype == "float16":
+            self.hint = ('usually float16 overflow: set "dtype": "float32" in the profile, or '
+                         "render on another device")
+        else:
+            self.hint = (f"the model produced it in {dtype} on {device}: check its weights and "
+                         "the settings (guidance, steps, scheduler)")
+        super().__init__(f"frame {position} of this batch came out {what}; {self.hint}")
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """Everything one frame needs; interpolation between keyframes is the caller's job."""
+
+    latents: np.ndarray  # (4, h/8, w/8) float32 initial noise
+    cond: np.ndarray  # (77, d) float32 prompt embedding
+    uncond: np.ndarray  # (77, d) float32 negative-prompt embedding
+    guidance: float
+    control: np.ndarray | None = None  # (H, W, 3) float32 in [0, 1], ControlNet songs only
+    cnet_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One render call's shared settings."""
+
+    steps: int
+    width: int
+    height: int
+    control_start: float
+    control_end: float
+
+
+class Engine:
+    """A loaded model that turns `FrameInput`s into PIL images.
+
+    `compile=True` wraps the UNet and VAE decoder in `torch.compile`: the first render of each
+    batch size pays the compile time (tens of seconds), later ones run faster.
+    `on_warning` receives one-line notices (e.g. batches split after running out of memory).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        controlnet: str | None = None,
+        *,
+        device: str | None = None,
+        cache_dir: Path | None = None,
+        scheduler: str | None = None,
+        compile: bool = False,
+        dtype: str | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.device = pick_device(device)
+        self.pipe = load_pipeline(
+            model,
+            controlnet,
+            cache_dir=cache_dir,
+            device=self.device,
+            scheduler=scheduler,
+            dtype=dtype,
+        )
+        self.dtype = self.pipe.unet.dtype
+        self.is_controlnet = controlnet is not None
+        self.on_warning = on_warning
+        self.unet_evals = 0
+        self.vae_decodes = 0
+        self.max_batch: int | None = None
+        self._embeddings: dict[str, np.ndarray] = {}
+        if compile:
+            self.pipe.unet = torch.compile(self.pipe.unet)
+            self.pipe.vae.decoder = torch.compile(self.pipe.vae.decoder)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of one token's text embedding (768 for SD 1.5)."""
+        return int(self.pipe.text_encoder.config.hidden_size)
+
+    @property
+    def scheduler_name(self) -> str:
+        """Class name of the scheduler renders use, e.g. PNDMScheduler (part of a recipe)."""
+        return type(self.pipe.scheduler).__name__
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.pipe.unet.config.in_channels)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Text embeddings (n, 77, d) float32, each text encoded once per engine."""
+        for text in dict.fromkeys(texts):
+            if text not in self._embeddings:
+                self._embeddings[text] = self._encode_one(text)
+        if not texts:
+            return np.zeros((0, self.pipe.tokenizer.model_max_length, self.embed_dim), np.float32)
+        return np.stack([self._embeddings[text] for text in texts])
+
+    @torch.inference_mode()
+    def _encode_one(self, text: str) -> np.ndarray:
+        tokenizer = self.pipe.tokenizer
+        ids = tokenizer(
+            text,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        hidden = self.pipe.text_encoder(ids.to(self.device))[0]
+        return hidden[0].float().cpu().numpy()
+
+    def noise(self, seed: int, source: str, width: int, height: int) -> np.ndarray:
+        """The old scripts' initial noise for `seed`, drawn on the CUDA or the CPU generator."""
+        if source not in NOISE_SOURCES:
+            raise RenderError(f"noise source '{source}': use cuda or cpu")
+        if not 0 <= seed < 2**64:
+            raise RenderError(f"seed {seed}: must be between 0 and {2**64 - 1}")
+        if source == "cuda" and not torch.cuda.is_available():
+            raise RenderError(
+                "noise: cuda needs a CUDA GPU and none is available; set `noise: cpu` to draw "
+                "the noise on the CPU (the same seeds then give different pictures)"
+            )
+        generator = torch.Generator(source).manual_seed(int(seed))
+        shape = (1, self.latent_channels, height // 8, width // 8)
+        latents = torch.randn(shape, generator=generator, device=source, dtype=torch.float32)
+        return latents[0].cpu().numpy()
+
+    def render(
+        self,
+        frames: Sequence[FrameInput],
+        *,
+        steps: int,
+        width: int,
+        height: int,
+        control_start: float = 0.0,
+        control_end: float = 1.0,
+    ) -> list[PIL.Image.Image]:
+        """Render `frames` (batched as memory allows) to images of (width//8*8, height//8*8)."""
+        job = _Job(steps, width, height, control_start, control_end)
+        self._check(frames, job)
+        images: list[PIL.Image.Image] = []
+        limit = self.max_batch
+        start = 0
+        while start < len(frames):
+            size = self.max_batch or len(frames)
+            chunk = list(frames[start : start + size])
+            images += self._render_splitting(chunk, job, start)
+            start += len(chunk)
+        if self.max_batch != limit and self.on_warning is not None:
+            self.on_warning(
+                f"out of memory rendering {limit or len(frames)} frames at once on "
+                f"{self.device}; rendering {self.max_batch} at a time from now on"
+            )
+        return images
+
+    def _render_splitting(
+        self, frames: list[FrameInput], job: _Job, offset: int
+    ) -> list[PIL.Image.Image]:
+        """Render one batch; on out-of-memory, halve it (and later batches) and retry."""
+        try:
+            return self._render_batch(frames, job, offset)
+        except _OOM_ERROR:
+            pass  # retried below, outside the handler, so the failed attempt's memory is freed
+        _free_memory()
+        if len(frames) == 1:
+            raise RenderError(
+                f"out of memory rendering one {job.width}x{job.height} frame on {self.device}; "
+                "lower the resolution or use a device with more memory"
+            )
+        half = (len(frames) + 1) // 2
+        self.max_batch = min(half, self.max_batch or half)
+        first = self._render_splitting(frames[:half], job, offset)
+        return first + self._render_splitting(frames[half:], job, offset + half)
+
+    @torch.inference_mode()
+    def _render_batch(
+        self, frames: list[FrameInput], job: _Job, offset: int
+    ) -> list[PIL.Image.Image]:
+        autocast = (
+            torch.autocast("cuda")
+            if self.is_controlnet and torch.device(self.device).type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            latents = self._denoise(frames, job)
+            decoded = self.pipe.vae.decode(
+                latents / self.pipe.vae.config.scaling_factor, return_dict=False
+            )[0]
+        self.vae_decodes += len(frames)
+        return self._to_images(decoded, offset)
+
+    def _denoise(self, frames: list[FrameInput], job: _Job) -> torch.Tensor:
+        dev = self.device
+        latents = _stack([f.latents for f in frames], dev, self.dtype)
+        guidance = torch.tensor([f.guidance for f in frames], device=dev).view(-1, 1, 1, 1)
+        guided = guidance > 1.0  # diffusers skips CFG at guidance <= 1: keep the text prediction
+        cfg = bool(guided.any())
+        embeds = _stack([f.cond for f in frames], dev, self.dtype)
+        if cfg:
+            embeds = torch.cat([_stack([f.uncond for f in frames], dev, self.dtype), embeds])
+        scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
+        try:
+            scheduler.set_timesteps(job.steps, device=dev)
+        except ValueError as exc:
+            raise RenderError(f"num_inference_steps {job.steps}: {exc}") from None
+        timesteps = scheduler.timesteps
+        step_kwargs = _step_kwargs(scheduler, dev)
+        control = self._control_inputs(frames, cfg, job, len(timesteps))
+        latents = latents * scheduler.init_noise_sigma
+        for i, t in enumerate(timesteps):
+            model_input = torch.cat([latents] * 2) if cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            residuals = self._residuals(model_input, t, embeds, control, i)
+            noise_pred = self.pipe.unet(
+                model_input, t, encoder_hidden_states=embeds, return_dict=False, **residuals
+            )[0]
+            self.unet_evals += model_input.shape[0]
+            if cfg:
+                uncond, text = noise_pred.chunk(2)
+                noise_pred = torch.where(guided, uncond + _scaled(text - uncond, guidance), text)
+            latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+        return latents
+
+    def _control_inputs(
+        self, frames: list[FrameInput], cfg: bool, job: _Job, n_steps: int
+    ) -> dict[str, object] | None:
+        if not self.is_controlnet:
+            return None
+        dtype = self.pipe.controlnet.dtype
+        image = _stack([f.control for f in frames], self.device, dtype).permute(0, 3, 1, 2)
+        scales = torch.tensor([f.cnet_scale for f in frames], device=self.device)
+        if cfg:
+            image, scales = torch.cat([image] * 2), torch.cat([scales] * 2)
+        # The same keep schedule as StableDiffusionControlNetPipeline.
+        keep = [
+            1.0 - float(i / n_steps < job.control_start or (i + 1) / n_steps > job.control_end)
+            for i in range(n_steps)
+        ]
+        return {"image": image, "scales": scales.view(-1, 1, 1, 1), "keep": keep}
+
+    def _residuals(
+        self,
+        model_input: torch.Tensor,
+        t: torch.Tensor,
+        embeds: torch.Tensor,
+        control: dict[str, object] | None,
+        step: int,
+    ) -> dict[str, object]:
+        if control is None:
+            return {}
+        scales = control["scales"] * control["keep"][step]  # type: ignore[index,operator]
+        if not bool(scales.any()):
+            return {}  # adding residuals scaled by 0 changes nothing: skip the ControlNet
+        down, mid = self.pipe.controlnet(
+            model_input,
+            t,
+            encoder_hidden_states=embeds,
+            controlnet_cond=control["image"],
+            conditioning_scale=1.0,
+            guess_mode=False,
+            return_dict=False,
+        )
+        return {
+            "down_block_additional_residuals": [_scaled(d, scales) for d in down],
+            "mid_block_additional_residual": _scaled(mid, scales),
+        }
+
+    def _to_images(self, decoded: torch.Tensor, offset: int) -> list[PIL.Image.Image]:
+        processor = self.pipe.image_processor
+        nan = torch.isnan(decoded.float()).flatten(1).any(dim=1).tolist()
+        arrays = processor.postprocess(
+            decoded, output_type="np", do_denormalize=[True] * decoded.shape[0]
+        )
+        for k, array in enumerate(arrays):
+            if nan[k] or not (array * 255).round().any():
+                self._fail_dark(offset + k, "NaN" if nan[k] else "all black")
+        return processor.numpy_to_pil(arrays)
+
+    def _fail_dark(self, position: int, what: str) -> None:
+        raise DarkFrameError(position, what, self.device, str(self.dtype).replace("torch.", ""))
+
+    def _check(self, frames: Sequence[FrameInput], job: _Job) -> None:
+        if job.steps < 1:
+            raise RenderError(f"num_inference_steps {job.steps}: must be at least 1")
+        if not 0.0 <= job.control_start < job.control_end <= 1.0:
+            raise RenderError(
+                f"control_guidance_start {job.control_start} / _end {job.control_end}: "
+                "need 0 <= start < end <= 1"
+            )
+        latent = (self.latent_channels, job.height // 8, job.width // 8)
+        embed = (self.pipe.tokenizer.model_max_length, self.embed_dim)
+        pixels = (latent[1] * 8, latent[2] * 8, 3)
+        for k, frame in enumerate(frames):
+            _expect_shape(frame.latents, latent, f"frame {k} latents")
+            _expect_shape(frame.cond, embed, f"frame {k} text embedding")
+            _expect_shape(frame.uncond, embed, f"frame {k} negative embedding")
+            if self.is_controlnet:
+                if frame.control is None:
+                    raise RenderError(f"frame {k}: a ControlNet song needs a control image")
+                _expect_shape(frame.control, pixels, f"frame {k} control image")
+            elif frame.control is not None:
+                raise RenderError(f"frame {k}: has a control image but the model has no ControlNet")
+
+
+def _expect_shape(array: np.ndarray, shape: tuple[int, ...], what: str) -> None:
+    if tuple(array.shape) != shape:
+        raise RenderError(f"{what} has shape {tuple(array.shape)}, expected {shape}")
+
+
+def _stack(arrays: Sequence[np.ndarray], device: str, dtype: torch.dtype) -> torch.Tensor:
+    batch = np.stack([np.asarray(a, dtype=np.float32) for a in arrays])
+    return torch.from_numpy(batch).to(device=device, dtype=dtype)
+
+
+def _scaled(tensor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """`tensor * scale` rounded like diffusers' `tensor * python_float` (which multiplies in
+    float32 even for float16 tensors), so per-frame scales change nothing else."""
+    return (tensor.float() * scale).to(tensor.dtype)
+
+
+def _step_kwargs(scheduler: object, device: str) -> dict[str, object]:
+    """What diffusers' prepare_extra_step_kwargs passes, with a seeded generator for ancestral
+    schedulers so that they too give the same picture every time."""
+    accepted = inspect.signature(scheduler.step).parameters  # type: ignore[attr-defined]
+    kwargs: dict[str, object] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    if "generator" in accepted:
+        kwargs["generator"] = torch.Generator(device).manual_seed(0)
+    return kwargs
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,60 @@
+"""`sdmorph init`: a small working song to start from (it passes `sdmorph validate`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sdmorph.core.errors import SdmorphError
+from sdmorph.formats.fsio import write_text
+from sdmorph.formats.profile import SETTINGS_FILE
+from sdmorph.formats.song import SCENES_FILE, SHEET_FILE
+
+SHEET = """name,prompt,seeds,guidance_scale,negative_prompt
+dawn,"a misty valley at dawn, soft golden light, oil painting",1001 1002 1003,7.5,
+noon,"a bright coastal town at noon, sharp shadows, watercolor",2001 2002 2003,7.5,blurry
+dusk,"neon city skyline at dusk, reflections on wet streets",3001 3002 3003,8.0,
+"""
+
+SCENES = """,scene,duration,section,start,avoid
+0,dawn,1,1,dawn_1001,
+1,noon,1,1,,
+2,dusk,2,2,random,
+"""
+
+
+def example_settings(model: str = "tiny") -> dict[str, object]:
+    """A `default` profile on the built-in tiny model; `full` shows real-model settings."""
+    return {
+        "default": {
+            "model_string": model,
+            "res_width": 128,
+            "res_height": 128,
+            "interpolation_steps": 6,
+            "noise": "cpu",
+            "fps": 10,
+            "pipe_kwargs": {"num_inference_steps": 8, "negative_prompt": ""},
+        },
+        "full": {
+            "model_string": "runwayml/stable-diffusion-v1-5",
+            "res_width": 768,
+            "res_height": 432,
+            "interpolation_steps": 60,
+            "pipe_kwargs": {"num_inference_steps": 25, "negative_prompt": "text, watermark"},
+        },
+    }
+
+
+def write_example(meta_song: Path, force: bool = False) -> list[Path]:
+    """Write the example song's three files; refuse to overwrite an existing song."""
+    files = {
+        meta_song / SHEET_FILE: SHEET,
+        meta_song / SETTINGS_FILE: json.dumps(example_settings(), indent=2) + "\n",
+        meta_song / SCENES_FILE: SCENES,
+    }
+    existing = [p for p in files if p.exists()]
+    if existing and not force:
+        raise SdmorphError(f"{existing[0]} already exists: not overwriting (use --force)")
+    for path, text in files.items():
+        write_text(path, text)
+    return list(files)

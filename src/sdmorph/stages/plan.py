@@ -1,0 +1,128 @@
+"""The planning half of `transitions`: choose paths, write the plan files an artist edits.
+
+The plan depends only on the song's files and the seed; only the folder names written
+beside it look at the disk (a legacy folder that already holds a transition is named).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdmorph.core.errors import Problem, SdmorphError
+from sdmorph.core.ids import ImageId
+from sdmorph.core.paths import Hop, build_graph, plan_paths
+from sdmorph.formats.plan_tables import (
+    INTER_FILE,
+    INTRA_FILE,
+    META_FOLDER,
+    PLANNED_FILE,
+    read_story,
+    read_transition_tables,
+    write_planned_path,
+    write_transition_tables,
+)
+from sdmorph.formats.song import Song, resolver
+from sdmorph.media.plan_picture import draw_plan, write_gexf
+from sdmorph.media.store import TransitionStore
+
+Pair = tuple[ImageId, ImageId]
+
+
+@dataclass
+class Plan:
+    paths: list[list[Hop]]
+    pairs: list[Pair]
+    skipped: list[Pair]
+    files: list[Path]
+
+
+def open_store(song: Song) -> TransitionStore:
+    return TransitionStore(song.media_dir, song.seeds_by_prompt(),
+                           song.profile.interpolation_steps)
+
+
+def complete_pairs(store: TransitionStore) -> set[frozenset[ImageId]]:
+    """Transitions with a complete folder (either kind, any recipe): for pictures only."""
+    return {frozenset((i.a, i.b)) for i in store.scan()
+            if i.a is not None and i.b is not None and i.state == "complete"}
+
+
+def locator(store: TransitionStore) -> object:
+    def locate(a: ImageId, b: ImageId) -> tuple[Path, bool]:
+        found = store.find(a, b)
+        return (found.folder, found.reversed) if found else (store.folder_for(a, b), False)
+
+    return locate
+
+
+def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Plan:
+    """Plan `n_paths` paths (seeds seed, seed+1, ...) and write the plan files."""
+    paths = plan_paths(song.scenes, seed, n_paths)
+    hops = [hop for path in paths for hop in path]
+    meta = song.media_dir / META_FOLDER
+    intra, inter = write_transition_tables(meta, hops, song.profile.interpolation_steps,
+                                           resolve=resolver(song))
+    pairs = [row.images() for row in [*intra, *inter] if row.compute == "y"]
+    skipped = [row.images() for row in [*intra, *inter]
+               if row.compute != "y" and row.planned == "y"]
+    files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
+             write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
+    files += draw_graphs(song, paths[0], store)
+    return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
+
+
+def draw_graphs(song: Song, path: list[Hop] | None, store: TransitionStore) -> list[Path]:
+    """story/graph.gexf and story/plan_graph.png, marking what is rendered now.
+
+    `path` None: the planned path written last (story/trans_sequence_gen.csv).
+    """
+    path = planned_path(song) if path is None else path
+    story = song.media_dir / "story"
+    exists = complete_pairs(store)
+    write_gexf(build_graph(song.scenes), story / "graph.gexf", path, exists)
+    draw_plan(song.scenes, path, exists, story / "plan_graph.png")
+    return [story / "graph.gexf", story / "plan_graph.png"]
+
+
+def planned_path(song: Song) -> list[Hop]:
+    """The planned path as story/trans_sequence_gen.csv holds it; [] if none or unreadable
+    (the picture then shows what is rendered without a path, rather than nothing)."""
+    path = song.media_dir / PLANNED_FILE
+    if not path.is_file():
+        return []
+    try:
+        rows = read_story(path, resolver(song))
+    except SdmorphError:
+        return []
+    return [Hop(row.c1, row.c2, row.scene_from, row.scene_to, row.section,
+                "intra" if row.kind == "intra" or (not row.kind and row.scene_from == row.scene_to)
+                else "inter")
+            for row in rows]
+
+
+def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
+    """(to render, set to n by the artist) from the transition tables, as written."""
+    meta = song.media_dir / META_FOLDER
+    intra, inter = read_transition_tables(meta)
+    if not intra and not inter:
+        raise SdmorphError(f"{meta}: no plan yet (intrascene_transitions.csv and "
+                           f"interscene_transitions.csv); run `sdmorph transitions {song.name}` "
+                           "without --render-only first")
+    resolve = resolver(song)
+    todo: list[Pair] = []
+    skipped: list[Pair] = []
+    problems: list[Problem] = []
+    for table, rows in ((meta / INTRA_FILE, intra), (meta / INTER_FILE, inter)):
+        for row in rows:
+            try:
+                if row.compute == "y":
+                    todo.append(row.images(resolve))
+                elif row.planned == "y":  # not the n rows kept only to be remembered
+                    skipped.append(row.images(resolve))
+            except SdmorphError as exc:
+                problems.append(Problem(f"{exc} (plan again, or fix the row)", table, row.row,
+                                        "from_seed/to_seed"))
+    if problems:
+        raise SdmorphError(*problems)
+    return todo, skipped

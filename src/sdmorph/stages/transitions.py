@@ -1,0 +1,241 @@
+"""`transitions`: render the in-between frames of planned transitions, resumably.
+
+A transition's frames are t = linspace(0, 1, n). Frames 0 and n-1 are the two keyframes
+themselves; the frames between are rendered in batches whose boundaries depend only on n
+and the batch size, never on what is on disk, so a resumed run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sdmorph import __version__
+from sdmorph.core.errors import RenderError
+from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.media.store import (
+    MANIFEST_NAME,
+    PARTIAL_NAME,
+    FolderInfo,
+    TransitionManifest,
+    TransitionStore,
+)
+from sdmorph.render.engine import DarkFrameError
+from sdmorph.render.renderer import FrameWriter, Renderer, png_info
+
+Status = Literal["rendered", "done", "legacy", "skipped", "stale", "incomplete-legacy", "busy",
+                 "failed"]
+
+
+class TransitionError(RenderError):
+    """One transition failed (a dark frame, no folder to render into...); others can go on.
+
+    Errors that concern the whole run (out of memory, a full disk, Ctrl-C) are not
+    TransitionErrors: they still stop it.
+    """
+
+
+@dataclass
+class Outcome:
+    a: ImageId
+    b: ImageId
+    status: Status
+    frames: int = 0
+    folder: Path | None = None
+    reason: str = ""
+
+
+@dataclass
+class RenderReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for o in self.outcomes if o.status in statuses)
+
+    def having(self, *statuses: str) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in statuses]
+
+    @property
+    def frames(self) -> int:
+        return sum(o.frames for o in self.outcomes)
+
+
+def interior_batches(frames: int, batch_size: int) -> list[list[int]]:
+    """Indices 1..n-2 in fixed batches (the ends are the keyframes)."""
+    inner = list(range(1, frames - 1))
+    return [inner[i : i + batch_size] for i in range(0, len(inner), batch_size)]
+
+
+@dataclass
+class TransitionRenderer:
+    """Renders transitions of one song into its store."""
+
+    renderer: Renderer
+    store: TransitionStore
+    frames: int
+    batch_size: int
+    force: bool = False
+    on_frames: Callable[[int], None] | None = None
+    _infos: dict[frozenset[ImageId], list[FolderInfo]] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        """Re-read the store (another process may have finished transitions meanwhile)."""
+        self._infos = {}
+        for info in self.store.scan():
+            if info.a is not None and info.b is not None:
+                self._infos.setdefault(frozenset((info.a, info.b)), []).append(info)
+
+    def key(self, a: ImageId, b: ImageId) -> str:
+        return TransitionManifest(from_image=a, to_image=b, frames=self.frames,
+                                  recipe=self.renderer.transition_recipe(a, b, self.frames)
+                                  ).recipe_key
+
+    def blocked(self, a: ImageId, b: ImageId) -> Outcome | None:
+        """Why not to render a->b: already done, stale or an incomplete legacy folder."""
+        for x, y in ((a, b), (b, a)):
+            found = self.store.find(x, y, self.key(x, y))
+            if found is not None:
+                status: Status = "legacy" if found.kind == "legacy" else "done"
+                return Outcome(a, b, status, folder=found.folder)
+        if self.force:
+            return None
+        for info in self._infos.get(frozenset((a, b)), []):
+            if info.state == "stale" or (info.kind == "sdmorph" and info.state == "complete"):
+                return Outcome(a, b, "stale", folder=info.path,
+                               reason=info.reason or "rendered with other settings")
+            if info.kind == "legacy" and info.state == "incomplete":
+                return Outcome(a, b, "incomplete-legacy", folder=info.path, reason=info.reason)
+        return None
+
+    def render(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
+        blocked = self.blocked(a, b)
+        if blocked is not None:
+            self._tidy(a, b, blocked)
+            return blocked
+        with self.store.lock(a, b) as got:
+            if not got:
+                return Outcome(a, b, "busy", reason="another sdmorph process is rendering it")
+            # Another process may have finished it between our scan and taking the lock.
+            self.store.refresh_pair(a, b)
+            return self.blocked(a, b) or self._render_locked(a, b, writer)
+
+    def _tidy(self, a: ImageId, b: ImageId, done: Outcome) -> None:
+        """Drop the partial marker of a finished render killed between its last two steps
+        (manifest written, marker not yet removed), under the pair's lock."""
+        if done.status != "done" or done.folder is None or \
+                not (done.folder / PARTIAL_NAME).is_file():
+            return
+        with self.store.lock(a, b) as got:
+            if got and _finished_marker(done.folder):
+                (done.folder / PARTIAL_NAME).unlink(missing_ok=True)
+
+    def _render_locked(self, a: ImageId, b: ImageId, writer: FrameWriter) -> Outcome:
+        recipe = self.renderer.transition_recipe(a, b, self.frames)
+        manifest = TransitionManifest(from_image=a, to_image=b, recipe=recipe, frames=self.frames,
+                                      batch_size=self.batch_size)
+        with _this_pair(a, b):
+            folder = self.store.folder_for(a, b)
+            manifest = self.store.begin(folder, manifest)
+        missing = set(self.store.missing_frames(folder, self.frames))
+        written = self._write_ends(folder, a, b, missing, writer)
+        # A resumed render keeps the batches it began with (see TransitionManifest.batch_size).
+        for batch in interior_batches(self.frames, manifest.batch_size or self.batch_size):
+            todo = [i for i in batch if i in missing]
+            if not todo:
+                continue
+            try:
+                pictures = self.renderer.render(self._inputs(a, b, batch))
+            except DarkFrameError as exc:
+                raise TransitionError(f"transition '{transition_name(a, b)}' frame "
+                                      f"{batch[exc.position]} came out {exc.what}; {exc.hint}"
+                                      ) from None
+            for index, picture in zip(batch, pictures, strict=True):
+                if index in missing:
+                    writer.put(self.store.frame_path(folder, index), picture,
+                               png_info(self._frame_text(a, b, index)))
+            written += len(todo)
+            if self.on_frames:
+                self.on_frames(len(todo))
+        writer.flush()
+        with _this_pair(a, b):
+            self.store.finish(folder, manifest)
+        return Outcome(a, b, "rendered", frames=written, folder=folder)
+
+    def _inputs(self, a: ImageId, b: ImageId, batch: Sequence[int]) -> list:
+        times = self.renderer.transition_times(self.frames)
+        return [self.renderer.frame_input(a, b, times[i]) for i in batch]
+
+    def _write_ends(self, folder: Path, a: ImageId, b: ImageId, missing: set[int],
+                    writer: FrameWriter) -> int:
+        ends = {0: a, self.frames - 1: b}
+        written = 0
+        for index, image in ends.items():
+            if index in missing:
+                writer.put(self.store.frame_path(folder, index), self.renderer.keyframe(image),
+                           png_info(self._frame_text(a, b, index)))
+                written += 1
+        if self.on_frames and written:
+            self.on_frames(written)
+        return written
+
+    def _frame_text(self, a: ImageId, b: ImageId, index: int) -> dict[str, object]:
+        """The frame's recipe: the shared settings, both images and where it lies (t)."""
+        t = self.renderer.transition_times(self.frames)[index]
+        recipe = self.renderer.transition_recipe(a, b, self.frames)
+        return {**self.renderer.settings(), "transition": transition_name(a, b),
+                "from": recipe["from"], "to": recipe["to"], "frame": index, "t": f"{t:.6f}",
+                "sdmorph_version": __version__}
+
+
+@contextmanager
+def _this_pair(a: ImageId, b: ImageId) -> Iterator[None]:
+    """The store's RenderErrors (no free folder name, a folder it may not write into, frames
+    gone missing) concern this pair only; its WriteErrors (disk full...) stop the run."""
+    try:
+        yield
+    except RenderError as exc:
+        name = transition_name(a, b)
+        raise TransitionError(str(exc) if name in str(exc) else f"transition '{name}': {exc}"
+                              ) from None
+
+
+def _finished_marker(folder: Path) -> bool:
+    """Whether the folder's partial marker is of the very render its manifest completed."""
+    try:
+        done = TransitionManifest.read(folder / MANIFEST_NAME)
+        marker = TransitionManifest.read(folder / PARTIAL_NAME)
+    except (OSError, ValueError):
+        return False
+    return done.complete and (done.recipe_key, done.frames, done.pair) == (
+        marker.recipe_key, marker.frames, marker.pair)
+
+
+def render_all(
+    tr: TransitionRenderer, pairs: Sequence[tuple[ImageId, ImageId]],
+    on_transition: Callable[[Outcome], None] | None = None,
+    skipped: Sequence[tuple[ImageId, ImageId]] = (),
+) -> RenderReport:
+    """Render every pair not done yet, in order, and list `skipped` (compute = n) as such.
+
+    A transition that fails is recorded as failed and the others go on; errors of the
+    whole run (out of memory, disk full, Ctrl-C) stop it, keeping what is done.
+    """
+    started = time.perf_counter()
+    report = RenderReport([Outcome(a, b, "skipped", reason="compute = n") for a, b in skipped])
+    tr.refresh()
+    with FrameWriter() as writer:
+        for a, b in pairs:
+            try:
+                outcome = tr.render(a, b, writer)
+            except TransitionError as exc:
+                outcome = Outcome(a, b, "failed", reason=str(exc))
+            report.outcomes.append(outcome)
+            if on_transition:
+                on_transition(outcome)
+    report.seconds = time.perf_counter() - started
+    return report
