@@ -197,7 +197,12 @@ def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
 
 
 def _build_tokenizer() -> CLIPTokenizer:
-    vocab, merges = _bpe_vocab()
+    return bpe_tokenizer(_WORDS)
+
+
+def bpe_tokenizer(words: list[str]) -> CLIPTokenizer:
+    """A CLIP tokenizer whose `words` are whole tokens; any other text falls back to bytes."""
+    vocab, merges = _bpe_vocab(words)
     with tempfile.TemporaryDirectory(prefix="sdmorph-tiny-tok-") as folder:
         root = Path(folder)
         write_text(root / "vocab.json", json.dumps(vocab, ensure_ascii=False))
@@ -210,13 +215,13 @@ def _build_tokenizer() -> CLIPTokenizer:
     return tokenizer
 
 
-def _bpe_vocab() -> tuple[dict[str, int], list[str]]:
+def _bpe_vocab(words: list[str]) -> tuple[dict[str, int], list[str]]:
     """CLIP-style byte-level BPE: byte symbols, their end-of-word forms, word merges, specials."""
     symbols = _byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols]
     merges: list[str] = []
     seen = set(tokens)
-    for word in _WORDS:
+    for word in words:
         parts = [*word[:-1], word[-1] + "</w>"]
         left = parts[0]
         for right in parts[1:]:
