@@ -1,6 +1,6 @@
 """Movie encoding: frames/s and peak memory of `encode_story` for a long and a short story.
 
-The encoder runs in a child process that imports only `sdmorph.media.video` (no torch), so its
+The encoder runs in a child process that imports only `sdmorph.media.encode` (no torch), so its
 resident memory is the encoder's own; the parent samples the child and its ffmpegs.
 Frames are a few synthetic 128x128 PNGs hard-linked (copied where links fail) many times.
 
@@ -88,7 +88,8 @@ def measure(root: Path, frames: int) -> MovieTiming:
 
 
 def _encode(root: Path, frames: int) -> dict[str, float]:
-    from sdmorph.media.video import EncodeOptions, Segment, encode_story
+    from sdmorph.core.timeline import EncodeOptions, Segment
+    from sdmorph.media.encode import encode_story
 
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("t"))
     per_section = -(-len(folders) // SECTIONS)

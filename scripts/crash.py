@@ -47,8 +47,8 @@ from pathlib import Path
 from sdmorph.core.errors import MovieError
 from sdmorph.formats.fsio import is_temp
 from sdmorph.formats.legacy import frame_name
+from sdmorph.media.ffmpeg import probe
 from sdmorph.media.store import MANIFEST_NAME, PARTIAL_NAME, png_complete
-from sdmorph.media.video import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
-from sdmorph.media.video import probe
+from sdmorph.media.ffmpeg import probe
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_hand_edited_old_story_file(tmp_path: Path) -> None:
     assert story.read_bytes() == original
     import subprocess
 
-    from sdmorph.media.video import ffmpeg_exe
+    from sdmorph.media.ffmpeg import ffmpeg_exe
 
     movie = tmp_path / "media/song/stories/edit/edit_combined.mov"
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(movie), "-f", "rawvideo",

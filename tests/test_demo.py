@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
-from sdmorph.media.video import probe
+from sdmorph.media.ffmpeg import probe
 
 runner = CliRunner()
 

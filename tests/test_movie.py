@@ -23,11 +23,12 @@ from sdmorph.cli.app import app
 from sdmorph.core.errors import MovieError
 from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.core.paths import build_graph
+from sdmorph.formats.clips import read_clips_json
 from sdmorph.formats.fsio import try_locked
 from sdmorph.formats.plan_tables import read_story, written_by_sdmorph
 from sdmorph.formats.song import Song, load_song, resolver
+from sdmorph.media.ffmpeg import probe
 from sdmorph.media.store import TransitionManifest
-from sdmorph.media.video import probe, read_clips_json
 from sdmorph.stages.movie import (
     LOCK_NAME,
     MovieRequest,

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from sdmorph.cli.app import app
 from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.formats.legacy import frame_name
-from sdmorph.media import video
+from sdmorph.media import ffmpeg as video
 from sdmorph.media.store import TransitionManifest
 from songs import SETTINGS, env_for, write_song
 

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
-from sdmorph.media.video import probe
+from sdmorph.media.ffmpeg import probe
 from songs import SETTINGS, env_for, write_song
 
 runner = CliRunner()

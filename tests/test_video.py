@@ -17,16 +17,12 @@ import pytest
 from PIL import Image
 
 from sdmorph.core.errors import MovieError
-from sdmorph.media import video as video_module
-from sdmorph.media.video import (
-    EncodeOptions,
-    Segment,
-    plan_story,
-    probe,
-    read_clips_json,
-    song_duration,
-)
-from sdmorph.media.video import encode_story as encode
+from sdmorph.core.timeline import EncodeOptions, Segment
+from sdmorph.formats.clips import read_clips_json
+from sdmorph.media import ffmpeg as ffmpeg_module
+from sdmorph.media.encode import encode_story as encode
+from sdmorph.media.encode import story_timeline
+from sdmorph.media.ffmpeg import probe, song_duration
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 LEVELS = (0, 128, 255)
@@ -199,7 +195,7 @@ def test_plan_counts_frames_and_section_starts(tmp_path: Path) -> None:
 
     segments = [seg(5, 1, "a", "b"), seg(4, 1, "b", "c"), seg(6, 2, "c", "d"),
                 seg(3, 3, "d", "e"), seg(2, 3, "e", "f")]
-    plan = plan_story(segments, EncodeOptions(fps=10, hold=0.3))
+    plan = story_timeline(segments, EncodeOptions(fps=10, hold=0.3))
 
     assert plan.hold_frames == 3
     assert plan.frames == (5 + 4 + 6 + 3 + 2) - 4 + 3 * 6
@@ -211,7 +207,7 @@ def test_plan_counts_frames_and_section_starts(tmp_path: Path) -> None:
     assert last.start + last.frames == plan.frames
     # The story jumps from c to x: d-to-e's section opens on its own first frame.
     segments[3] = seg(3, 3, "x", "e")
-    cut = plan_story(segments, EncodeOptions(fps=10, hold=0.3))
+    cut = story_timeline(segments, EncodeOptions(fps=10, hold=0.3))
     assert cut.joins == (False, True, True, False, True)
     assert cut.frames == plan.frames + 1 + 3
     assert [s.start for s in cut.sections] == [0, 13, 25]
@@ -233,7 +229,7 @@ def test_cut_plays_both_end_frames(tmp_path: Path, sections: tuple[int, int, int
     first, second = [0, 0, 1, 2, 3, 3], [4, 4, 5, 6, 6, 5, 4, 4]
     assert colours(out / "cut_combined.mov") == first + second
     assert report.frames == len(first + second)
-    plan = plan_story(segments, EncodeOptions(hold=0.1))
+    plan = story_timeline(segments, EncodeOptions(hold=0.1))
     assert plan.ranges == ((0, 5), (6, 10), (9, 13))
     if sections[1] == 1:
         assert colours(out / "sections" / "section_1.mov") == first + second
@@ -437,8 +433,8 @@ def full_disk_ffmpeg(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.chmod(0o755)
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
     # video caches the binary's path: a fresh cache for this test, the old one back after.
-    monkeypatch.setattr(video_module, "ffmpeg_exe",
-                        functools.lru_cache(maxsize=1)(video_module.ffmpeg_exe.__wrapped__))
+    monkeypatch.setattr(ffmpeg_module, "ffmpeg_exe",
+                        functools.lru_cache(maxsize=1)(ffmpeg_module.ffmpeg_exe.__wrapped__))
 
 
 def test_full_disk_is_one_plain_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -483,7 +479,7 @@ def test_unwritable_output_is_a_movie_error(tmp_path: Path) -> None:
 def test_bad_options_are_refused(tmp_path: Path, change: dict, message: str) -> None:
     segments = story(tmp_path / "frames")
     with pytest.raises(MovieError, match=message):
-        plan_story(segments, EncodeOptions(**change))
+        story_timeline(segments, EncodeOptions(**change))
 
 
 def test_bad_stories_are_refused(tmp_path: Path) -> None:
@@ -497,7 +493,7 @@ def test_bad_stories_are_refused(tmp_path: Path) -> None:
     }
     for message, bad in cases.items():
         with pytest.raises(MovieError, match=message):
-            plan_story(bad, EncodeOptions())
+            story_timeline(bad, EncodeOptions())
 
 
 def test_probe_refuses_what_is_not_a_video(tmp_path: Path) -> None:

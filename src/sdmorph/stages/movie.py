@@ -3,8 +3,8 @@
 A story is a list of transitions in playing order. It is chosen from what is rendered
 (`choose_story` over the complete folders, either direction), taken from the planned path,
 or read from a story file as it is (old hand-edited ones included). Each row becomes a
-`video.Segment` whose frames come from one complete transition folder, backwards when only
-the other direction is rendered; `video.encode_story` writes the movies.
+`Segment` whose frames come from one complete transition folder, backwards when only
+the other direction is rendered; `encode_story` writes the movies.
 
 Story files of the old scripts are artists' work: a movie never replaces one (it refuses
 before writing anything), and a hand-made `story/trans_sequence.csv` is kept aside as
@@ -29,6 +29,8 @@ from sdmorph.cli import ui
 from sdmorph.core.errors import MovieError, Problem, SdmorphError
 from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.core.paths import PlanError, choose_story
+from sdmorph.core.timeline import CONTAINER, EncodeOptions, Segment, Timeline
+from sdmorph.formats.clips import CLIPS_JSON, read_clips_json
 from sdmorph.formats.fsio import clean_temp_files, locked, try_locked
 from sdmorph.formats.legacy import frame_files
 from sdmorph.formats.plan_tables import (
@@ -45,18 +47,8 @@ from sdmorph.formats.plan_tables import (
     written_by_sdmorph,
 )
 from sdmorph.formats.song import Song, resolver
+from sdmorph.media.encode import EncodeReport, encode_story, story_timeline
 from sdmorph.media.store import FolderInfo, TransitionStore
-from sdmorph.media.video import (
-    CLIPS_JSON,
-    CONTAINER,
-    EncodeOptions,
-    EncodeReport,
-    Segment,
-    StoryPlan,
-    encode_story,
-    plan_story,
-    read_clips_json,
-)
 from sdmorph.stages.plan import open_store
 
 CODECS = {"mjpeg": ("mjpeg",), "h264": ("h264",), "both": ("mjpeg", "h264")}
@@ -376,7 +368,7 @@ def _skipped_by_artist(song: Song) -> set[frozenset[ImageId]]:
 # ---------------------------------------------------------------- frame ranges
 
 
-def _out_ranges(ranges: list[tuple[int, int]], plan: StoryPlan) -> list[tuple[int, int]]:
+def _out_ranges(ranges: list[tuple[int, int]], plan: Timeline) -> list[tuple[int, int]]:
     """Ranges in the written movie's frames (more of them when smoothing)."""
     if plan.out_fps == plan.fps:
         return ranges
@@ -386,7 +378,7 @@ def _out_ranges(ranges: list[tuple[int, int]], plan: StoryPlan) -> list[tuple[in
             for a, b in ranges]
 
 
-def _with_ranges(rows: Sequence[StoryRow], plan: StoryPlan) -> list[StoryRow]:
+def _with_ranges(rows: Sequence[StoryRow], plan: Timeline) -> list[StoryRow]:
     """Each row's (first, last) frame in the combined movie, its keyframes' holds included."""
     ranges = _out_ranges(list(plan.ranges), plan)
     return [row.model_copy(update={"first_frame": a, "last_frame": b})
@@ -411,7 +403,7 @@ def make_movie(song: Song, request: MovieRequest) -> MovieResult:
     story = plan_movie(song, request)
     for warning in story.warnings:
         ui.warn(warning)
-    plan = plan_story(story.segments, opts)
+    plan = story_timeline(story.segments, opts)
     rows = _with_ranges(story.rows, plan)
     folder = target.parent
     with _story_lock(folder):
@@ -501,7 +493,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _remove_stale(folder: Path, plan: StoryPlan, opts: EncodeOptions,
+def _remove_stale(folder: Path, plan: Timeline, opts: EncodeOptions,
                   report: EncodeReport) -> list[Path]:
     """Section videos of sections the story no longer has; clips clips.json no longer lists."""
     suffixes = {CONTAINER[c] for c in opts.codecs}
