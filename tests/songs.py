@@ -53,3 +53,17 @@ def write_song(root: Path, name: str = "song", sheet: str | bytes = SHEET,
 
 def env_for(root: Path) -> dict[str, str]:
     return {"media_dir": str(root / "media"), "meta_dir": str(root / "meta")}
+
+
+
+def union_transitions(paths):
+    """The distinct transitions of planned paths, first seen first (for tests)."""
+    seen: set = set()
+    pairs = []
+    for path in paths:
+        for hop in path:
+            key = frozenset((hop.a, hop.b))
+            if key not in seen:
+                seen.add(key)
+                pairs.append((hop.a, hop.b))
+    return pairs

@@ -9,7 +9,8 @@ import pytest
 
 from sdmorph.core.errors import SongError
 from sdmorph.core.ids import ImageId
-from sdmorph.formats.song import load_song, parse_seeds, summary
+from sdmorph.formats.seeds import parse_seeds
+from sdmorph.formats.song import load_song, summary
 from songs import SCENES, SETTINGS, SHEET, write_song
 
 

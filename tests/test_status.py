@@ -15,16 +15,15 @@ from PIL.PngImagePlugin import PngInfo
 from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.core.paths import plan_paths
 from sdmorph.formats.legacy import frame_name
+from sdmorph.formats.recipe import recipe_key
 from sdmorph.formats.song import Song, load_song
 from sdmorph.media.store import (
     MANIFEST_NAME,
     TransitionManifest,
     TransitionStore,
-    compute_recipe_key,
 )
 from sdmorph.stages.status import (
     adopt_report,
-    keyframe_path,
     render_adopt_tables,
     render_status_tables,
     song_status,
@@ -77,13 +76,13 @@ def image_recipe(image: ImageId) -> dict[str, object]:
 
 def keyframe_text(image: ImageId, **changes: object) -> dict[str, object]:
     recipe = {**settings_recipe(**changes), **image_recipe(image)}
-    return {**recipe, "recipe_key": compute_recipe_key(recipe), "sdmorph_version": "0.1.0"}
+    return {**recipe, "recipe_key": recipe_key(recipe), "sdmorph_version": "0.1.0"}
 
 
 def write_keyframes(song: Song, images: list[ImageId] | None = None) -> None:
     """Keyframes as the old scripts left them: 64x64 PNGs without sdmorph metadata."""
     for image in images if images is not None else song.all_images():
-        path = keyframe_path(song, image)
+        path = song.keyframe_path(image)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png((64, 64)))
 
@@ -180,11 +179,11 @@ def test_status_never_imports_torch() -> None:
 
 def test_keyframe_states(song: Song) -> None:
     write_keyframes(song, [L1])
-    keyframe_path(song, L2).write_bytes(png((32, 32)))
-    keyframe_path(song, L3).write_bytes(png((64, 64), keyframe_text(L3)))
-    keyframe_path(song, S1).write_bytes(png((64, 64), keyframe_text(S1, steps=50)))
-    keyframe_path(song, S2).write_bytes(png((64, 64))[:-30])
-    keyframe_path(song, S3).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 60)
+    song.keyframe_path(L2).write_bytes(png((32, 32)))
+    song.keyframe_path(L3).write_bytes(png((64, 64), keyframe_text(L3)))
+    song.keyframe_path(S1).write_bytes(png((64, 64), keyframe_text(S1, steps=50)))
+    song.keyframe_path(S2).write_bytes(png((64, 64))[:-30])
+    song.keyframe_path(S3).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 60)
     states = {k.image: k for k in song_status(song).keyframes}
     assert len(states) == len(song.all_images()) == 11
     assert (states[L1].state, states[L1].reason) == ("legacy", "")
@@ -199,8 +198,8 @@ def test_keyframe_states(song: Song) -> None:
 def test_a_new_prompt_text_makes_sdmorph_keyframes_stale(tmp_path: Path) -> None:
     meta, media = write_song(tmp_path, sheet=SHEET_MOON)
     first = load(meta, media)
-    keyframe_path(first, L1).parent.mkdir(parents=True)
-    keyframe_path(first, L1).write_bytes(png((64, 64), keyframe_text(L1)))
+    first.keyframe_path(L1).parent.mkdir(parents=True)
+    first.keyframe_path(L1).write_bytes(png((64, 64), keyframe_text(L1)))
     assert song_status(first).keyframes[0].state == "sdmorph"
     sheet = SHEET_MOON.replace("a moon, glowing", "a moon, shining")
     second = load(*write_song(tmp_path, sheet=sheet))
@@ -277,8 +276,8 @@ def test_long_problem_lists_are_cut(tmp_path: Path) -> None:
     song = load(*write_song(tmp_path, sheet=f"name,prompt,seeds\nluna,a moon,{seeds}\n",
                             scenes=",scene,duration,section\n0,luna,1,1\n"))
     for image in song.all_images():
-        keyframe_path(song, image).parent.mkdir(parents=True, exist_ok=True)
-        keyframe_path(song, image).write_bytes(b"\x89PNG\r\n\x1a\n")
+        song.keyframe_path(image).parent.mkdir(parents=True, exist_ok=True)
+        song.keyframe_path(image).write_bytes(b"\x89PNG\r\n\x1a\n")
     tables = {t[0]: t[2] for t in render_status_tables(song_status(song))}
     rows = tables["keyframes to look at"]
     assert len(rows) == 31 and rows[-1][0] == "... 10 more"

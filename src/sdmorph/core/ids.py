@@ -28,3 +28,16 @@ class ImageId(NamedTuple):
 def transition_name(a: ImageId, b: ImageId) -> str:
     """The old scripts' folder name for a transition, with full seeds."""
     return f"{a.label} to {b.label}"
+
+
+# A transition and its reverse share their frames (played backwards), so whatever asks
+# "is this transition there?" asks about the unordered pair.
+Pair = frozenset[ImageId]
+
+
+def pair_key(a: ImageId, b: ImageId) -> Pair:
+    """The unordered pair {a, b}: the one key for "the transition between a and b"."""
+    return frozenset((a, b))
+
+# A transition in one direction: (from, to).
+Ends = tuple[ImageId, ImageId]

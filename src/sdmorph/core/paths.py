@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple
 import networkx as nx
 
 from sdmorph.core.errors import Problem, SdmorphError
-from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.ids import ImageId, Pair, transition_name
 
 HopKind = Literal["intra", "inter"]
 # How many missing transitions an error lists (the attribute keeps the same ones).
@@ -39,7 +39,7 @@ class SceneSpec:
     duration: int  # hops between distinct images inside the scene (0 = pass straight through)
     section: int
     start: tuple[ImageId, ...] = ()  # allowed entry images; () = free choice
-    avoid: frozenset[ImageId] = frozenset()
+    avoid: Pair = frozenset()
     row: int | None = None  # the row in the scene sequence file, for messages
 
 
@@ -161,7 +161,7 @@ def _shared_images(scenes: Sequence[SceneSpec]) -> list[tuple[str, str]]:
     return found
 
 
-def _prepare_one(spec: SceneSpec, avoided: frozenset[ImageId]) -> tuple[_Scene, list[str]]:
+def _prepare_one(spec: SceneSpec, avoided: Pair) -> tuple[_Scene, list[str]]:
     images = _unique(spec.images)
     usable = [image for image in images if image not in avoided]
     scene = _Scene(spec, usable, usable)
@@ -187,7 +187,7 @@ def _prepare_one(spec: SceneSpec, avoided: frozenset[ImageId]) -> tuple[_Scene, 
 
 
 def _entries(
-    scene: _Scene, images: list[ImageId], avoided: frozenset[ImageId]
+    scene: _Scene, images: list[ImageId], avoided: Pair
 ) -> tuple[list[ImageId], list[str]]:
     members = set(images)
     starts = _unique(scene.spec.start)
@@ -236,24 +236,12 @@ def plan_paths(scenes: Sequence[SceneSpec], seed: int, n: int) -> list[list[Hop]
     return [plan_path(scenes, seed + k) for k in range(n)]
 
 
-def union_transitions(paths: Iterable[Iterable[Hop]]) -> list[tuple[ImageId, ImageId]]:
-    """The distinct transitions of `paths` (either direction counts once), first seen first."""
-    seen: set[frozenset[ImageId]] = set()
-    pairs = []
-    for path in paths:
-        for hop in path:
-            key = frozenset((hop.a, hop.b))
-            if key not in seen:
-                seen.add(key)
-                pairs.append((hop.a, hop.b))
-    return pairs
-
 
 # --------------------------------------------------------------- choosing a story
 
 
 def choose_story(
-    scenes: Sequence[SceneSpec], available: Collection[frozenset[ImageId]], seed: int
+    scenes: Sequence[SceneSpec], available: Collection[Pair], seed: int
 ) -> list[Hop]:
     """A path using only `available` transitions (pairs rendered in either direction).
 
@@ -275,7 +263,7 @@ def choose_story(
 class _Links:
     """The available transitions between usable images, by position in `_Scene.usable`."""
 
-    def __init__(self, scenes: Sequence[_Scene], available: Collection[frozenset[ImageId]]) -> None:
+    def __init__(self, scenes: Sequence[_Scene], available: Collection[Pair]) -> None:
         where = {
             image: (i, p) for i, scene in enumerate(scenes) for p, image in enumerate(scene.usable)
         }

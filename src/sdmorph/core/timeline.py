@@ -220,18 +220,32 @@ def _check_segments(segments: Sequence[Segment]) -> None:
                 raise MovieError(f"{path}: not a frame (frames are named frame000000.png)")
 
 
+def section_comes_back(sections: Sequence[int]) -> int | None:
+    """The index at which a section returns after another: each section plays in one run
+    (one section video each, in story order). None when every section keeps together."""
+    done: list[int] = []
+    for i, section in enumerate(sections):
+        if done and done[-1] == section:
+            continue
+        if section in done:
+            return i
+        done.append(section)
+    return None
+
+
 def section_runs(segments: Sequence[Segment]) -> list[tuple[int, tuple[int, ...]]]:
-    """Consecutive segments of one section, in story order; a section may not come back."""
+    """Consecutive segments of one section, in story order."""
+    back = section_comes_back([seg.section for seg in segments])
+    if back is not None:
+        seg = segments[back]
+        raise MovieError(
+            f"transition '{seg.name}' (story row {back}) returns to section {seg.section} "
+            f"after section {segments[back - 1].section}: each section must be played in one run"
+        )
     runs: list[tuple[int, list[int]]] = []
     for i, seg in enumerate(segments):
         if runs and runs[-1][0] == seg.section:
             runs[-1][1].append(i)
-            continue
-        if any(section == seg.section for section, _ in runs):
-            raise MovieError(
-                f"transition '{seg.name}' (story row {i}) returns to section {seg.section} "
-                f"after section {runs[-1][0]}: each section must be played in one run"
-            )
-        runs.append((seg.section, [i]))
+        else:
+            runs.append((seg.section, [i]))
     return [(section, tuple(indices)) for section, indices in runs]
-

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sdmorph.core.errors import Problem, SdmorphError
-from sdmorph.core.ids import ImageId
+from sdmorph.core.ids import ImageId, Pair, pair_key
 from sdmorph.core.paths import Hop
+from sdmorph.formats.csv_table import non_empty_rows, read_csv
 from sdmorph.formats.fsio import safe_name, write_bytes, write_text, writing
 
 Resolver = Callable[[str, str], ImageId]
@@ -184,28 +184,10 @@ class _Table:
 def _read_table(path: Path, known: Sequence[str]) -> _Table:
     """Rows with content in any of the `known` columns (the index column is not content)."""
     path = Path(path)
-    try:
-        # A header without the index column's empty name makes pandas take the first
-        # column as the index, which is what such a file means.
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False
-        )
-    except FileNotFoundError:
-        raise SdmorphError(Problem("file not found", file=path)) from None
-    except pd.errors.EmptyDataError:
-        raise SdmorphError(
-            Problem("the file is empty (a header row is needed)", file=path)
-        ) from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SdmorphError(Problem(f"cannot read as CSV: {first}", file=path)) from None
-    columns = [str(c).strip() for c in frame.columns]
-    rows = []
-    for index, values in enumerate(frame.itertuples(index=False, name=None)):
-        cells = {col: str(v).strip() for col, v in zip(columns, values, strict=True)}
-        if any(cells.get(col) for col in known):
-            rows.append((index + 2, cells))
-    return _Table(path, columns, rows)
+    frame = read_csv(path)
+    rows = [(row, cells) for row, cells in non_empty_rows(frame)
+            if any(cells.get(col) for col in known)]
+    return _Table(path, [str(c) for c in frame.columns], rows)
 
 
 def _write_table(target: Path, columns: Sequence[str], records: Iterable[Sequence[str]]) -> None:
@@ -339,7 +321,7 @@ def read_transition_tables(meta_dir: Path) -> tuple[list[IntraRow], list[InterRo
     return intra, inter
 
 
-def skipped_by_artist(meta_dir: Path, resolve: Resolver | None = None) -> set[frozenset[ImageId]]:
+def skipped_by_artist(meta_dir: Path, resolve: Resolver | None = None) -> set[Pair]:
     """Transitions (either direction) the tables in `meta_dir` mark `compute = n`.
 
     With `resolve`, seeds cut to 4 digits are resolved to full seeds; a row naming no
@@ -348,11 +330,11 @@ def skipped_by_artist(meta_dir: Path, resolve: Resolver | None = None) -> set[fr
     return set(_artist_skips(meta_dir, resolve))
 
 
-def _artist_skips(meta_dir: Path, resolve: Resolver | None) -> dict[frozenset[ImageId],
+def _artist_skips(meta_dir: Path, resolve: Resolver | None) -> dict[Pair,
                                                                      _TransitionRow]:
     """The `compute = n` rows of both tables, by transition, seeds made full; first row wins."""
     intra, inter = read_transition_tables(meta_dir)
-    found: dict[frozenset[ImageId], _TransitionRow] = {}
+    found: dict[Pair, _TransitionRow] = {}
     for row in [*intra, *inter]:
         if row.compute != "n":
             continue
@@ -362,7 +344,7 @@ def _artist_skips(meta_dir: Path, resolve: Resolver | None) -> dict[frozenset[Im
             continue
         full = row.model_copy(update={"from_seed": str(a.seed), "to_seed": str(b.seed),
                                       "row": None, "planned": "n"})
-        found.setdefault(frozenset((a, b)), full)
+        found.setdefault(pair_key(a, b), full)
     return found
 
 
@@ -371,7 +353,7 @@ def write_transition_tables(
     hops: Iterable[Hop],
     frames: int,
     *,
-    skipped: Collection[frozenset[ImageId]] | None = None,
+    skipped: Collection[Pair] | None = None,
     resolve: Resolver | None = None,
 ) -> tuple[list[IntraRow], list[InterRow]]:
     """Write the two tables for `hops` (e.g. all planned paths, chained) into `meta_dir`.
@@ -390,9 +372,9 @@ def write_transition_tables(
         skipped = set(remembered)
     intra: list[IntraRow] = []
     inter: list[InterRow] = []
-    seen: set[frozenset[ImageId]] = set()
+    seen: set[Pair] = set()
     for hop in hops:
-        key = frozenset((hop.a, hop.b))
+        key = pair_key(hop.a, hop.b)
         if key in seen:
             continue
         seen.add(key)

@@ -17,20 +17,15 @@ from pathlib import Path
 
 from sdmorph.core.errors import Problem, SdmorphError
 from sdmorph.formats.fsio import locked, write_bytes
+from sdmorph.formats.seeds import EXPECTED_SEEDS, MAX_SEED, parse_seeds
 
 BOM = b"\xef\xbb\xbf"
 SEEDS_COLUMN = "seeds"
 PROMPT_COLUMN = "prompt"
 DEFAULT_DELIMITER = " "
 _UNQUOTED = re.compile(r"[^,\r\n]*")
-_SEED = re.compile(r"[0-9]+")
 _SEPARATOR = re.compile(r"(?<=[0-9])[\s,]+(?=[0-9])")
 _NEEDS_QUOTES = re.compile(r'[,"\r\n]')
-# The loader reads seeds as unsigned 64-bit (torch generators take no more): keep no seed
-# it would then refuse.
-MAX_SEED = 2**64 - 1
-SEED_RANGE_TEXT = "0..2^64-1"
-_EXPECTED_SEEDS = f"seeds are whole numbers {SEED_RANGE_TEXT} separated by spaces, ',' or ', '"
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,7 @@ def _check_seeds(seeds: Sequence[int], file: Path) -> list[int]:
         except TypeError:
             value = -1
         if isinstance(seed, bool) or not 0 <= value <= MAX_SEED:
-            raise SdmorphError(Problem(f"cannot keep seed {seed!r}: {_EXPECTED_SEEDS}", file))
+            raise SdmorphError(Problem(f"cannot keep seed {seed!r}: {EXPECTED_SEEDS}", file))
         if value not in wanted:
             wanted.append(value)
     return wanted
@@ -219,12 +214,11 @@ def _find_row(rows: list[_Record], prompt: str) -> _Record | None:
 
 
 def _parse_seeds(value: str, file: Path, row: int) -> list[int]:
-    tokens = [t for t in re.split(r"[\s,]+", value) if t]
-    for token in tokens:
-        if not _SEED.fullmatch(token):
-            msg = f"seed {token!r} is not a whole number; {_EXPECTED_SEEDS}"
-            raise SdmorphError(Problem(msg, file, row=row, column=SEEDS_COLUMN))
-    return [int(t) for t in tokens]
+    seeds, bad = parse_seeds(value)
+    if bad:
+        msg = f"seed {bad[0]!r} is not a whole number; {EXPECTED_SEEDS}"
+        raise SdmorphError(Problem(msg, file, row=row, column=SEEDS_COLUMN))
+    return seeds
 
 
 def _delimiter_of(value: str) -> str | None:

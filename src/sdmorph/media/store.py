@@ -27,18 +27,17 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
-from pydantic_core import to_jsonable_python
 
 from sdmorph import __version__
 from sdmorph.core.errors import RenderError, SdmorphError
-from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.ids import Ends, ImageId, Pair, pair_key, transition_name
 from sdmorph.formats.fsio import (
     MAX_NAME_BYTES,
     TMP_MARK,
@@ -54,6 +53,7 @@ from sdmorph.formats.fsio import (
     writing,
 )
 from sdmorph.formats.legacy import Unparsed, frame_files, frame_index, frame_name, parse_legacy_name
+from sdmorph.formats.recipe import recipe_key
 
 TRANSITIONS_DIR = "transition_images"
 MANIFEST_NAME = "manifest.json"
@@ -103,17 +103,6 @@ def png_decodes(path: Path) -> bool:
     return True
 
 
-def compute_recipe_key(recipe: Mapping[str, Any]) -> str:
-    """sha256 of the recipe as canonical JSON (sorted keys, no spaces): stable across runs."""
-    canonical = json.dumps(
-        to_jsonable_python(dict(recipe)),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 class ManifestImage(BaseModel):
     """One end of a transition, with its full seed."""
 
@@ -152,7 +141,7 @@ class TransitionManifest(BaseModel):
     @property
     def recipe_key(self) -> str:
         """Hash of `recipe`: written to the file for readers, always recomputed from it."""
-        return compute_recipe_key(self.recipe)
+        return recipe_key(self.recipe)
 
     @property
     def pair(self) -> tuple[ImageId, ImageId]:
@@ -271,6 +260,26 @@ def _frames_problem(frames: list[Path], expected: int) -> str:
     return f"{len(frames)} frames, expected {expected}{detail}"
 
 
+def by_pair(infos: Iterable[FolderInfo]) -> dict[Ends, list[FolderInfo]]:
+    """Folders by (from, to), the preferred first: sdmorph's own, then legacy, by name.
+
+    Folders whose images could not be told are left out: they hold no known transition.
+    """
+    out: dict[Ends, list[FolderInfo]] = {}
+    for info in infos:
+        if info.a is not None and info.b is not None:
+            out.setdefault((info.a, info.b), []).append(info)
+    for found in out.values():
+        found.sort(key=lambda info: (info.kind != "sdmorph", info.name))
+    return out
+
+
+def complete_pairs(infos: Iterable[FolderInfo]) -> set[Pair]:
+    """The transitions (either direction) that some complete folder among `infos` holds."""
+    return {pair_key(i.a, i.b) for i in infos
+            if i.state == "complete" and i.a is not None and i.b is not None}
+
+
 class TransitionStore:
     """The transition folders of one song, sdmorph's and the old scripts' alike.
 
@@ -290,7 +299,7 @@ class TransitionStore:
         self.expected_frames = expected_frames
         self.framecheck = FrameCheckCache(self.song_media / FRAMECHECK_PATH)
         self._infos: dict[str, FolderInfo] | None = None
-        self._by_pair: dict[tuple[ImageId | None, ImageId | None], list[FolderInfo]] | None = None
+        self._by_pair: dict[Ends, list[FolderInfo]] | None = None
 
     # ----- scanning -------------------------------------------------------------------------
 
@@ -387,32 +396,50 @@ class TransitionStore:
             self._infos[folder.name] = self._inspect(folder)
             self._by_pair = None
 
-    def _pairs(self) -> dict[tuple[ImageId | None, ImageId | None], list[FolderInfo]]:
+    def pair_index(self) -> dict[Ends, list[FolderInfo]]:
+        """Every folder by the transition it holds, the preferred one first (`by_pair`)."""
         if self._infos is None:
             self.scan()
         if self._by_pair is None:
             assert self._infos is not None
-            self._by_pair = {}
-            for info in self._infos.values():
-                self._by_pair.setdefault((info.a, info.b), []).append(info)
+            self._by_pair = by_pair(self._infos.values())
         return self._by_pair
+
+    def folders_between(self, a: ImageId, b: ImageId) -> list[FolderInfo]:
+        """The folders holding a->b, then those holding b->a."""
+        index = self.pair_index()
+        return [*index.get((a, b), []), *index.get((b, a), [])]
+
+    def complete_pairs(self) -> set[Pair]:
+        """Transitions with a complete folder, either direction, whatever recipe rendered them."""
+        return complete_pairs(self.scan())
 
     # ----- finding --------------------------------------------------------------------------
 
     def find(self, a: ImageId, b: ImageId, current_recipe_key: str | None = None) -> Found | None:
         """A complete folder serving a->b: a->b itself, else b->a played backwards."""
-        pairs = self._pairs()
+        index = self.pair_index()
         for pair, backwards in (((a, b), False), ((b, a), True)):
-            usable = [
-                info
-                for info in pairs.get(pair, [])
-                if self._judged(info, current_recipe_key).state == "complete"
-            ]
             # sdmorph's own render (with the current recipe) first, then legacy, by name.
-            usable.sort(key=lambda info: (info.kind != "sdmorph", info.name))
+            usable = [info for info in index.get(pair, [])
+                      if self._judged(info, current_recipe_key).state == "complete"]
             if usable:
                 return Found(usable[0].path, backwards, usable[0].kind)
         return None
+
+    def locate(self, a: ImageId, b: ImageId, *, rendered: bool = False) -> tuple[Path, bool]:
+        """Where a story plays a->b from: (folder, backwards).
+
+        A complete folder either way round; else, unless `rendered` demands one, the folder
+        sdmorph will render it into.
+        """
+        found = self.find(a, b)
+        if found is not None:
+            return found.folder, found.reversed
+        if rendered:
+            raise RenderError(f"transition '{transition_name(a, b)}' has no complete folder "
+                              "(it vanished while planning?)")
+        return self.folder_for(a, b), False
 
     # ----- rendering into the store ---------------------------------------------------------
 

@@ -22,10 +22,11 @@ from sdmorph import __version__
 from sdmorph.core.errors import RenderError, SdmorphError
 from sdmorph.core.ids import ImageId
 from sdmorph.core.interp import frame_times, lerp, slerp
+from sdmorph.formats import recipe
 from sdmorph.formats.fsio import save_image
+from sdmorph.formats.recipe import recipe_key
 from sdmorph.formats.song import Song
 from sdmorph.media.masks import crossfade, find_mask, load_mask, to_control
-from sdmorph.media.store import compute_recipe_key as recipe_key
 from sdmorph.render.engine import Engine, FrameInput
 
 # zlib level 1 writes PNGs several times faster than Pillow's default, ~10% larger.
@@ -59,39 +60,24 @@ class Renderer:
     def height(self) -> int:
         return self.song.profile.res_height
 
+    @property
+    def engine_facts(self) -> recipe.EngineFacts:
+        return recipe.EngineFacts(scheduler=self.engine.scheduler_name, noise=self.noise_source,
+                                  dtype=str(self.engine.dtype).replace("torch.", ""))
+
     def settings(self) -> dict[str, Any]:
         """What every image of this run shares (part of each recipe)."""
-        p = self.song.profile
-        out: dict[str, Any] = {
-            "model": self.model, "width": self.width, "height": self.height,
-            "steps": p.num_inference_steps, "scheduler": self.engine.scheduler_name,
-            "noise": self.noise_source, "dtype": str(self.engine.dtype).replace("torch.", ""),
-        }
-        if p.controlnet:
-            out.update(controlnet=p.controlnet_string, control_start=p.control_guidance_start,
-                       control_end=p.control_guidance_end)
-        return out
-
-    def image_recipe(self, image: ImageId) -> dict[str, Any]:
-        prompt = self.song.prompt_of(image)
-        out: dict[str, Any] = {
-            "prompt": prompt.prompt, "negative_prompt": self.song.negative(prompt),
-            "seed": image.seed, "guidance": self.song.guidance(prompt),
-        }
-        if self.song.profile.controlnet:
-            out.update(mask=self.song.mask_name(prompt), cnet_scale=self.song.cnet_scale(prompt))
-        return out
+        return recipe.settings(self.song, self.model, self.engine_facts)
 
     def keyframe_recipe(self, image: ImageId) -> dict[str, Any]:
-        return {**self.settings(), **self.image_recipe(image)}
+        return recipe.keyframe_recipe(self.song, self.model, self.engine_facts, image)
 
     def transition_recipe(self, a: ImageId, b: ImageId, frames: int) -> dict[str, Any]:
-        return {**self.settings(), "frames": frames, "from": self.image_recipe(a),
-                "to": self.image_recipe(b)}
+        return recipe.transition_recipe(self.song, self.model, self.engine_facts, a, b, frames)
 
     def png_text(self, image: ImageId) -> dict[str, Any]:
-        recipe = self.keyframe_recipe(image)
-        return {**recipe, "recipe_key": recipe_key(recipe), "sdmorph_version": __version__}
+        wanted = self.keyframe_recipe(image)
+        return {**wanted, "recipe_key": recipe_key(wanted), "sdmorph_version": __version__}
 
     # ------------------------------------------------------------ engine inputs
 
@@ -153,11 +139,8 @@ class Renderer:
             )[0]
         return self._keyframes[image]
 
-    def keyframe_path(self, image: ImageId) -> Path:
-        return self.song.keyframe_path(image)
-
     def _stored_keyframe(self, image: ImageId) -> Image.Image | None:
-        path = self.keyframe_path(image)
+        path = self.song.keyframe_path(image)
         if not path.is_file():
             return None
         try:
@@ -178,7 +161,7 @@ class Renderer:
 
     def keyframe_state(self, image: ImageId) -> str:
         """'missing', 'current', 'legacy' (old scripts', used as is) or 'stale'."""
-        path = self.keyframe_path(image)
+        path = self.song.keyframe_path(image)
         try:
             with Image.open(path) as stored:
                 key = getattr(stored, "text", {}).get("recipe_key")

@@ -50,7 +50,7 @@ def select_images(renderer: Renderer, only: Sequence[str] | None) -> list[ImageI
 
 def state_of(renderer: Renderer, image: ImageId) -> str:
     """'missing', 'current', 'legacy' (the old scripts', used as is) or 'stale'."""
-    if not png_complete(renderer.keyframe_path(image)):
+    if not png_complete(renderer.song.keyframe_path(image)):
         return "missing"
     return renderer.keyframe_state(image)
 
@@ -84,7 +84,7 @@ def render_keyframes(
             for image, picture in zip(batch, pictures, strict=True):
                 if image not in wanted:
                     continue
-                writer.put(renderer.keyframe_path(image), picture,
+                writer.put(renderer.song.keyframe_path(image), picture,
                            png_info(renderer.png_text(image)))
                 report.rendered.append(image)
                 if on_image:

@@ -17,6 +17,7 @@ checked: the story file and the removal of stale section videos and clips come a
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -27,9 +28,15 @@ from pathlib import Path
 
 from sdmorph.cli import ui
 from sdmorph.core.errors import MovieError, Problem, SdmorphError
-from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.ids import ImageId, Pair, transition_name
 from sdmorph.core.paths import PlanError, choose_story
-from sdmorph.core.timeline import CONTAINER, EncodeOptions, Segment, Timeline
+from sdmorph.core.timeline import (
+    CONTAINER,
+    EncodeOptions,
+    Segment,
+    Timeline,
+    section_comes_back,
+)
 from sdmorph.formats.clips import CLIPS_JSON, read_clips_json
 from sdmorph.formats.fsio import clean_temp_files, locked, try_locked
 from sdmorph.formats.legacy import frame_files
@@ -48,7 +55,7 @@ from sdmorph.formats.plan_tables import (
 )
 from sdmorph.formats.song import Song, resolver
 from sdmorph.media.encode import EncodeReport, encode_story, story_timeline
-from sdmorph.media.store import FolderInfo, TransitionStore
+from sdmorph.media.store import FolderInfo, TransitionStore, complete_pairs
 from sdmorph.stages.plan import open_store
 
 CODECS = {"mjpeg": ("mjpeg",), "h264": ("h264",), "both": ("mjpeg", "h264")}
@@ -193,32 +200,16 @@ def plan_movie(song: Song, request: MovieRequest,
     return _chosen_story(song, request, store, infos)
 
 
-def available_pairs(infos: Sequence[FolderInfo]) -> set[frozenset[ImageId]]:
-    """Transitions with a complete folder, either direction, whatever recipe rendered them."""
-    return {frozenset((i.a, i.b)) for i in infos
-            if i.state == "complete" and i.a is not None and i.b is not None}
-
-
 def _chosen_story(song: Song, request: MovieRequest, store: TransitionStore,
                   infos: Sequence[FolderInfo]) -> MovieStory:
     try:
-        hops = choose_story(song.scenes, available_pairs(infos), request.seed)
+        hops = choose_story(song.scenes, complete_pairs(infos), request.seed)
     except PlanError as exc:
         raise _unreachable(song, request, exc) from None
-    rows = story_rows(hops, _locator(store))
+    rows = story_rows(hops, functools.partial(store.locate, rendered=True))
     segments = [_segment(song, row) for row in rows]
     return MovieStory(tuple(rows), tuple(segments),
                       f"chosen from the rendered transitions (seed {request.seed})")
-
-
-def _locator(store: TransitionStore) -> Callable[[ImageId, ImageId], tuple[Path, bool]]:
-    def locate(a: ImageId, b: ImageId) -> tuple[Path, bool]:
-        found = store.find(a, b)
-        if found is None:  # choose_story only uses pairs the scan found complete
-            raise MovieError(f"transition '{transition_name(a, b)}' vanished while planning")
-        return found.folder, found.reversed
-
-    return locate
 
 
 def _story_from_file(song: Song, request: MovieRequest, path: Path, store: TransitionStore,
@@ -239,16 +230,12 @@ def _story_from_file(song: Song, request: MovieRequest, path: Path, store: Trans
 
 
 def _check_sections(rows: Sequence[StoryRow], path: Path) -> None:
-    """Each section plays in one run: one section video each, in story order."""
-    done: list[int] = []
-    for row in rows:
-        if done and done[-1] == row.section:
-            continue
-        if row.section in done:
-            raise MovieError(Problem(
-                f"section {row.section} comes back after section {done[-1]}: each section's "
-                "rows must follow each other", file=path, row=row.row, column="section"))
-        done.append(row.section)
+    back = section_comes_back([row.section for row in rows])
+    if back is not None:
+        row = rows[back]
+        raise MovieError(Problem(
+            f"section {row.section} comes back after section {rows[back - 1].section}: each "
+            "section's rows must follow each other", file=path, row=row.row, column="section"))
 
 
 def _cuts(rows: Sequence[StoryRow], path: Path) -> tuple[str, ...]:
@@ -357,7 +344,7 @@ def _unreachable(song: Song, request: MovieRequest, exc: PlanError) -> MovieErro
     return MovieError(*exc.problems, *lines)
 
 
-def _skipped_by_artist(song: Song) -> set[frozenset[ImageId]]:
+def _skipped_by_artist(song: Song) -> set[Pair]:
     """Every transition the artist set to n, in the plan or only remembered by the tables."""
     try:
         return skipped_by_artist(song.media_dir / META_FOLDER, resolver(song))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdmorph.core.errors import Problem, SdmorphError
-from sdmorph.core.ids import ImageId
+from sdmorph.core.ids import Ends
 from sdmorph.core.paths import Hop, build_graph, plan_paths
 from sdmorph.formats.plan_tables import (
     INTER_FILE,
@@ -26,34 +26,18 @@ from sdmorph.formats.song import Song, resolver
 from sdmorph.media.plan_picture import draw_plan, write_gexf
 from sdmorph.media.store import TransitionStore
 
-Pair = tuple[ImageId, ImageId]
-
 
 @dataclass
 class Plan:
     paths: list[list[Hop]]
-    pairs: list[Pair]
-    skipped: list[Pair]
+    pairs: list[Ends]
+    skipped: list[Ends]
     files: list[Path]
 
 
 def open_store(song: Song) -> TransitionStore:
     return TransitionStore(song.media_dir, song.seeds_by_prompt(),
                            song.profile.interpolation_steps)
-
-
-def complete_pairs(store: TransitionStore) -> set[frozenset[ImageId]]:
-    """Transitions with a complete folder (either kind, any recipe): for pictures only."""
-    return {frozenset((i.a, i.b)) for i in store.scan()
-            if i.a is not None and i.b is not None and i.state == "complete"}
-
-
-def locator(store: TransitionStore) -> object:
-    def locate(a: ImageId, b: ImageId) -> tuple[Path, bool]:
-        found = store.find(a, b)
-        return (found.folder, found.reversed) if found else (store.folder_for(a, b), False)
-
-    return locate
 
 
 def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Plan:
@@ -67,7 +51,7 @@ def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Pl
     skipped = [row.images() for row in [*intra, *inter]
                if row.compute != "y" and row.planned == "y"]
     files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
-             write_planned_path(song.media_dir, paths[0], locator(store))]  # type: ignore[arg-type]
+             write_planned_path(song.media_dir, paths[0], store.locate)]
     files += draw_graphs(song, paths[0], store)
     return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
 
@@ -79,7 +63,7 @@ def draw_graphs(song: Song, path: list[Hop] | None, store: TransitionStore) -> l
     """
     path = planned_path(song) if path is None else path
     story = song.media_dir / "story"
-    exists = complete_pairs(store)
+    exists = store.complete_pairs()
     write_gexf(build_graph(song.scenes), story / "graph.gexf", path, exists)
     draw_plan(song.scenes, path, exists, story / "plan_graph.png")
     return [story / "graph.gexf", story / "plan_graph.png"]
@@ -101,7 +85,7 @@ def planned_path(song: Song) -> list[Hop]:
             for row in rows]
 
 
-def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
+def planned_pairs(song: Song) -> tuple[list[Ends], list[Ends]]:
     """(to render, set to n by the artist) from the transition tables, as written."""
     meta = song.media_dir / META_FOLDER
     intra, inter = read_transition_tables(meta)
@@ -110,8 +94,8 @@ def planned_pairs(song: Song) -> tuple[list[Pair], list[Pair]]:
                            f"interscene_transitions.csv); run `sdmorph transitions {song.name}` "
                            "without --render-only first")
     resolve = resolver(song)
-    todo: list[Pair] = []
-    skipped: list[Pair] = []
+    todo: list[Ends] = []
+    skipped: list[Ends] = []
     problems: list[Problem] = []
     for table, rows in ((meta / INTRA_FILE, intra), (meta / INTER_FILE, inter)):
         for row in rows:

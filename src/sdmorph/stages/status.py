@@ -29,8 +29,9 @@ from typing import Any, Literal
 from PIL import Image
 
 from sdmorph.core.errors import SdmorphError
-from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.ids import ImageId, Pair, pair_key, transition_name
 from sdmorph.core.paths import plan_paths
+from sdmorph.formats import recipe
 from sdmorph.formats.fsio import is_temp
 from sdmorph.formats.plan_tables import (
     INTER_FILE,
@@ -43,10 +44,15 @@ from sdmorph.formats.plan_tables import (
     read_transition_tables,
 )
 from sdmorph.formats.song import SCENES_FILE, Song, resolver
-from sdmorph.media.store import FolderInfo, TransitionManifest, png_complete
+from sdmorph.media.store import (
+    FolderInfo,
+    TransitionManifest,
+    by_pair,
+    complete_pairs,
+    png_complete,
+)
 from sdmorph.stages.plan import open_store
 
-KEYFRAMES_DIR = "prompt_images"
 MOVIE_SUFFIXES = (".mov", ".mp4")
 MAX_ROWS = 30
 _DIFFS_SHOWN = 3
@@ -188,29 +194,13 @@ class AdoptReport:
 
 def _settings(song: Song, model: str | None) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Recipe settings the song decides, and the keys a render of it would not have."""
-    p = song.profile
-    out: dict[str, Any] = {"model": model or p.model_string, "width": p.res_width,
-                           "height": p.res_height, "steps": p.num_inference_steps}
-    if p.noise:
-        out["noise"] = p.noise
-    if not p.controlnet:
-        return out, ("controlnet", "control_start", "control_end")
-    out.update(controlnet=p.controlnet_string, control_start=p.control_guidance_start,
-               control_end=p.control_guidance_end)
-    return out, ()
+    return recipe.settings(song, model or song.profile.model_string), recipe.absent_fields(song)[0]
 
 
 def _image_recipe(song: Song, image: ImageId) -> tuple[dict[str, Any], tuple[str, ...]] | None:
     """One image's recipe fields (None if its prompt left the sheet: nothing to compare)."""
-    prompt = song.prompts.get(image.prompt)
-    if prompt is None:
-        return None
-    out: dict[str, Any] = {"prompt": prompt.prompt, "negative_prompt": song.negative(prompt),
-                           "seed": image.seed, "guidance": song.guidance(prompt)}
-    if not song.profile.controlnet:
-        return out, ("mask", "cnet_scale")
-    out.update(mask=song.mask_name(prompt), cnet_scale=song.cnet_scale(prompt))
-    return out, ()
+    fields = recipe.image_recipe(song, image)
+    return None if fields is None else (fields, recipe.absent_fields(song)[1])
 
 
 def _shown(value: object) -> str:
@@ -264,14 +254,9 @@ def _other_settings(diffs: Sequence[str]) -> str:
 # ------------------------------------------------------------------ keyframes
 
 
-def keyframe_path(song: Song, image: ImageId) -> Path:
-    """`<media>/<song>/prompt_images/<prompt>_<seed>.png`, where render-prompts writes it."""
-    return song.keyframe_path(image)
-
-
 def keyframe_status(song: Song, image: ImageId, model: str | None = None) -> KeyframeStatus:
     """Judge one keyframe from its PNG header and text chunks (pixels are not decoded)."""
-    path = keyframe_path(song, image)
+    path = song.keyframe_path(image)
     if not path.is_file():
         return KeyframeStatus(image, path, "missing")
     if not png_complete(path):
@@ -321,7 +306,7 @@ def _read_plan(song: Song) -> tuple[list[Path], list[_PlanRow], list[str]]:
     resolve = resolver(song)
     rows: list[_PlanRow] = []
     problems: list[str] = []
-    seen: set[frozenset[ImageId]] = set()
+    seen: set[Pair] = set()
     for table, found in ((INTRA_FILE, intra), (INTER_FILE, inter)):
         for row in found:
             if row.planned == "n":
@@ -331,23 +316,12 @@ def _read_plan(song: Song) -> tuple[list[Path], list[_PlanRow], list[str]]:
             except SdmorphError as err:
                 problems.append(f"{meta / table}, row {row.row}: {err}")
                 continue
-            if frozenset((a, b)) not in seen:
-                seen.add(frozenset((a, b)))
+            if pair_key(a, b) not in seen:
+                seen.add(pair_key(a, b))
                 rows.append(_PlanRow(a, b, row.compute == "y", f"{table} row {row.row}"))
     if not rows and not problems:
         return [], [], []  # header-only tables plan nothing, as `transitions` sees them
     return files, rows, problems
-
-
-def _by_pair(folders: Iterable[FolderInfo]) -> dict[tuple[ImageId, ImageId], list[FolderInfo]]:
-    out: dict[tuple[ImageId, ImageId], list[FolderInfo]] = {}
-    for info in folders:
-        if info.a is not None and info.b is not None:
-            out.setdefault((info.a, info.b), []).append(info)
-    for infos in out.values():
-        # The store's preference: sdmorph's own folder first, then legacy, by name.
-        infos.sort(key=lambda info: (info.kind != "sdmorph", info.name))
-    return out
 
 
 _BLOCKING: tuple[tuple[str, PlannedState], ...] = (
@@ -407,7 +381,7 @@ def _survey(song: Song, model: str | None) -> _Survey:
     keyframes = [keyframe_status(song, image, model) for image in song.all_images()]
     folders = [_judged(song, info, model) for info in open_store(song).scan()]
     plan_files, rows, problems = _read_plan(song)
-    pairs = _by_pair(folders)
+    pairs = by_pair(folders)
     planned = [_planned_status(row, pairs) for row in rows]
     return _Survey(keyframes, folders, plan_files, planned, problems)
 
@@ -526,8 +500,8 @@ def check_story_file(song: Song, path: Path, folders: Iterable[FolderInfo]) -> S
         rows = read_story(path, resolver(song))
     except SdmorphError as err:
         return StoryFileCheck(path, 0, 0, tuple(str(p) for p in err.problems))
-    complete = {frozenset((i.a, i.b)) for i in folders if i.state == "complete"}
-    covered = sum(1 for row in rows if frozenset((row.c1, row.c2)) in complete)
+    complete = complete_pairs(folders)
+    covered = sum(1 for row in rows if pair_key(row.c1, row.c2) in complete)
     return StoryFileCheck(path, len(rows), covered)
 
 
@@ -543,7 +517,7 @@ def adopt_report(song: Song, *, profile: str | None = None, scenes: str | None =
     planned, problems, now = survey.planned, survey.plan_problems, False
     if not survey.plan_files:  # what `sdmorph transitions` would plan, without writing it
         rows, problems = _would_plan(song)
-        pairs = _by_pair(survey.folders)
+        pairs = by_pair(survey.folders)
         planned, now = [_planned_status(row, pairs) for row in rows], not problems
     return AdoptReport(
         song=song.name, media_dir=song.media_dir, frames=song.profile.interpolation_steps,
@@ -564,9 +538,9 @@ def _would_plan(song: Song) -> tuple[list[_PlanRow], list[str]]:
         (path,) = plan_paths(song.scenes, 0, 1)
     except SdmorphError as err:
         return [], [str(p) for p in err.problems]
-    rows: dict[frozenset[ImageId], _PlanRow] = {}
+    rows: dict[Pair, _PlanRow] = {}
     for hop in path:
-        rows.setdefault(frozenset((hop.a, hop.b)), _PlanRow(hop.a, hop.b, True, "plan"))
+        rows.setdefault(pair_key(hop.a, hop.b), _PlanRow(hop.a, hop.b, True, "plan"))
     return list(rows.values()), []
 
 

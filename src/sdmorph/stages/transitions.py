@@ -20,7 +20,6 @@ from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.media.store import (
     MANIFEST_NAME,
     PARTIAL_NAME,
-    FolderInfo,
     TransitionManifest,
     TransitionStore,
 )
@@ -81,14 +80,10 @@ class TransitionRenderer:
     batch_size: int
     force: bool = False
     on_frames: Callable[[int], None] | None = None
-    _infos: dict[frozenset[ImageId], list[FolderInfo]] = field(default_factory=dict)
 
     def refresh(self) -> None:
         """Re-read the store (another process may have finished transitions meanwhile)."""
-        self._infos = {}
-        for info in self.store.scan():
-            if info.a is not None and info.b is not None:
-                self._infos.setdefault(frozenset((info.a, info.b)), []).append(info)
+        self.store.scan()
 
     def key(self, a: ImageId, b: ImageId) -> str:
         return TransitionManifest(from_image=a, to_image=b, frames=self.frames,
@@ -104,7 +99,7 @@ class TransitionRenderer:
                 return Outcome(a, b, status, folder=found.folder)
         if self.force:
             return None
-        for info in self._infos.get(frozenset((a, b)), []):
+        for info in self.store.folders_between(a, b):
             if info.state == "stale" or (info.kind == "sdmorph" and info.state == "complete"):
                 return Outcome(a, b, "stale", folder=info.path,
                                reason=info.reason or "rendered with other settings")
