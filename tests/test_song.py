@@ -237,7 +237,7 @@ def test_masks_png_svg_subfolder_and_missing(tmp_path: Path) -> None:
     song = load(tmp_path)
     assert song.profile.mask_image == "blank"
     assert song.cnet_scale(song.prompts["luna"]) == 0.5
-    from sdmorph.formats.song import mask_problems
+    from sdmorph.media.masks import mask_problems
 
     problems = [str(p) for p in mask_problems(song)]
     assert any("row 5, column 'mask'" in p and "'gone'" in p for p in problems)
@@ -311,7 +311,7 @@ def test_every_wild_case_at_once(tmp_path: Path) -> None:
     assert song.scenes[3].avoid == frozenset({ImageId("star", 5842234013956479)})
     text = "\n".join(song.warnings)
     assert "duplicate prompt name 'sun'" in text and "'mystery'" in text and "564" in text
-    from sdmorph.formats.song import mask_problems
+    from sdmorph.media.masks import mask_problems
 
     assert mask_problems(song) == []
 

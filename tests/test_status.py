@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from sdmorph.cli.tables import adopt_tables, status_tables
 from sdmorph.core.ids import ImageId, transition_name
 from sdmorph.core.paths import plan_paths
 from sdmorph.formats.legacy import frame_name
@@ -22,13 +23,8 @@ from sdmorph.media.store import (
     TransitionManifest,
     TransitionStore,
 )
-from sdmorph.stages.status import (
-    adopt_report,
-    render_adopt_tables,
-    render_status_tables,
-    song_status,
-    write_manifests,
-)
+from sdmorph.stages.adopt import adopt_report, write_manifests
+from sdmorph.stages.status import song_status
 from songs import SETTINGS, SHEET, write_song
 
 # `moon` makes the 4-digit prefix 5555 ambiguous in legacy folder names.
@@ -188,7 +184,7 @@ def test_keyframe_states(song: Song) -> None:
     assert len(states) == len(song.all_images()) == 11
     assert (states[L1].state, states[L1].reason) == ("legacy", "")
     assert states[L2].state == "legacy" and "32x32, the song renders 64x64" in states[L2].reason
-    assert (states[L3].state, states[L3].reason) == ("sdmorph", "")
+    assert (states[L3].state, states[L3].reason) == ("current", "")
     assert states[S1].state == "stale" and "steps '50' (now 3)" in states[S1].reason
     assert states[S2].state == "incomplete" and states[S3].state == "incomplete"
     assert states[T1].state == "missing"
@@ -200,7 +196,7 @@ def test_a_new_prompt_text_makes_sdmorph_keyframes_stale(tmp_path: Path) -> None
     first = load(meta, media)
     first.keyframe_path(L1).parent.mkdir(parents=True)
     first.keyframe_path(L1).write_bytes(png((64, 64), keyframe_text(L1)))
-    assert song_status(first).keyframes[0].state == "sdmorph"
+    assert song_status(first).keyframes[0].state == "current"
     sheet = SHEET_MOON.replace("a moon, glowing", "a moon, shining")
     second = load(*write_song(tmp_path, sheet=sheet))
     first_state = song_status(second).keyframes[0]
@@ -249,7 +245,7 @@ def test_every_folder_is_listed_with_its_state(song: Song) -> None:
 
 def test_tables_summarise_then_list_problems(song: Song) -> None:
     build_old_song(song)
-    tables = {title: (columns, rows) for title, columns, rows in render_status_tables(
+    tables = {title: (columns, rows) for title, columns, rows in status_tables(
         song_status(song))}
     assert list(tables) == ["keyframes", "planned transitions", "planned transitions to look at",
                             "plan problems", "transition folders",
@@ -278,7 +274,7 @@ def test_long_problem_lists_are_cut(tmp_path: Path) -> None:
     for image in song.all_images():
         song.keyframe_path(image).parent.mkdir(parents=True, exist_ok=True)
         song.keyframe_path(image).write_bytes(b"\x89PNG\r\n\x1a\n")
-    tables = {t[0]: t[2] for t in render_status_tables(song_status(song))}
+    tables = {t[0]: t[2] for t in status_tables(song_status(song))}
     rows = tables["keyframes to look at"]
     assert len(rows) == 31 and rows[-1][0] == "... 10 more"
     assert tables["keyframes"] == [["incomplete file (not a whole PNG)", "40"]]
@@ -344,7 +340,7 @@ def test_stories_list_their_files_and_movies(song: Song) -> None:
     assert {m.path.name: m.size for m in first.combined} == {
         "base_combined.mov": 2_500_000, "base_combined.mp4": 1_000_000}
     assert later.story_file is None and not later.has_movie and first.has_movie
-    table = {t[0]: t[2] for t in render_status_tables(song_status(song))}["stories"]
+    table = {t[0]: t[2] for t in status_tables(song_status(song))}["stories"]
     assert table[0] == ["base", "trans_sequence_base.csv", "3 (3.0 KB)",
                         "base_combined.mov (2.5 MB), base_combined.mp4 (1.0 MB)"]
     assert table[1] == ["later", "missing", "-", "-"]
@@ -372,7 +368,7 @@ def test_adopt_reports_and_changes_nothing(song: Song) -> None:
     checks = {c.path.name: c for c in report.story_files}
     assert (checks["trans_sequence.csv"].rows, checks["trans_sequence.csv"].covered) == (2, 1)
     assert "ambiguous" in checks["trans_sequence_base.csv"].problems[0]
-    tables = {t[0]: t[2] for t in render_adopt_tables(report)}
+    tables = {t[0]: t[2] for t in adopt_tables(report)}
     found = dict(tables[f"found in {song.media_dir}"])
     assert found["legacy folders: complete"] == "2"
     assert found["legacy folders: ambiguous"] == "1"
@@ -397,7 +393,7 @@ def test_adopt_without_a_plan_shows_the_plan_transitions_would_make(song: Song) 
     served = {frozenset((L1, S1))}
     expected = {frozenset((h.a, h.b)) for h in path} - served
     assert {frozenset((p.a, p.b)) for p in report.to_render} == expected
-    tables = {t[0]: t[2] for t in render_adopt_tables(report)}
+    tables = {t[0]: t[2] for t in adopt_tables(report)}
     (title,) = [t for t in tables if t.startswith("sdmorph would render next")]
     assert "no plan yet: the path `sdmorph transitions song` would plan, not written" in title
     assert tables["story files"] == [["none", "", "", ""]]
@@ -436,7 +432,7 @@ def test_status_agrees_with_what_the_real_renderer_records(tmp_path: Path) -> No
     render_all(TransitionRenderer(renderer, store, FRAMES, batch_size=2), [(L1, L2)])
     write_plan(song, intra="0,luna,1001,luna,1002,y,4,luna\n", inter="")
     status = song_status(song)
-    assert [k.state for k in status.keyframes[:3]] == ["sdmorph", "sdmorph", "missing"]
+    assert [k.state for k in status.keyframes[:3]] == ["current", "current", "missing"]
     assert [(p.state, p.kind) for p in status.planned] == [("rendered", "sdmorph")]
     changed = {"default": {**SETTINGS["default"], "pipe_kwargs": {"num_inference_steps": 5}}}
     stale = song_status(load(*write_song(tmp_path, settings=changed)))

@@ -14,7 +14,7 @@ import typer
 from sdmorph import __version__
 from sdmorph.cli import ui
 from sdmorph.core.errors import SdmorphError
-from sdmorph.formats.folders import Settings, load_settings
+from sdmorph.formats.folders import Folders, load_folders
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,8 +76,8 @@ def reported(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    return ctx.obj["settings"]
+def folders_of(ctx: typer.Context) -> Folders:
+    return ctx.obj["folders"]
 
 
 def _version(value: bool) -> None:
@@ -99,7 +99,7 @@ def main_options(
     ] = False,
 ) -> None:
     """Global options apply to every command and override .env and the environment."""
-    ctx.obj = {"settings": load_settings(
+    ctx.obj = {"folders": load_folders(
         media_dir=media_dir, meta_dir=meta_dir, model_cache_dir=model_cache_dir
     )}
 
@@ -110,8 +110,8 @@ def load(ctx: typer.Context, song: str, profile: str, scenes: str | None, strict
     and scenes' (all at once)."""
     from sdmorph.formats.song import load_song
 
-    settings = settings_of(ctx)
-    loaded = load_song(settings.meta_song(song), settings.media_song(song), profile=profile,
+    folders = folders_of(ctx)
+    loaded = load_song(folders.meta_song(song), folders.media_song(song), profile=profile,
                        scenes=scenes, strict=strict, checks=checks or [])
     return _warned(loaded)
 
@@ -132,8 +132,8 @@ def init(
     """Create a small working example song (prompt sheet, settings, scene sequence)."""
     from sdmorph.stages.init import write_example
 
-    settings = settings_of(ctx)
-    written = write_example(settings.meta_song(song), force=force)
+    folders = folders_of(ctx)
+    written = write_example(folders.meta_song(song), force=force)
     for path in written:
         ui.info(f"wrote {path}")
     ui.info(f"next: sdmorph validate {song}")
@@ -149,7 +149,8 @@ def validate(
     strict: StrictOpt = False,
 ) -> None:
     """Check a song's metadata (prompts, seeds, scenes, masks, model settings) and summarise it."""
-    from sdmorph.formats.song import mask_problems, summary
+    from sdmorph.formats.song import summary
+    from sdmorph.media.masks import mask_problems
 
     loaded = load(ctx, song, profile, scenes, strict, [mask_problems, _model_check()])
     ui.table(f"{song}: valid", ["", ""], summary(loaded))
@@ -181,17 +182,9 @@ def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str |
 
     with ui.err.status(f"loading model {model or song.profile.model_string} ..."):
         renderer = open_renderer(song, model=model, device=device, compile=compile,
-                                 cache_dir=settings_of(ctx).model_cache_dir)
+                                 cache_dir=folders_of(ctx).model_cache_dir)
     renderer.engine.on_warning = ui.warn
     return renderer
-
-
-def batch_of(renderer: Any, batch_size: int | None) -> int:
-    from sdmorph.render.renderer import default_batch_size
-
-    return batch_size or renderer.song.profile.batch_size or default_batch_size(
-        renderer.engine.device, renderer.width, renderer.height
-    )
 
 
 @app.command("render-prompts")
@@ -211,6 +204,7 @@ def render_prompts(
     strict: StrictOpt = False,
 ) -> None:
     """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
+    from sdmorph.render.renderer import batch_size_for
     from sdmorph.stages.keyframes import render_keyframes, select_images
 
     loaded = load(ctx, song, profile, scenes, strict, [_model_check(model)])
@@ -218,9 +212,9 @@ def render_prompts(
     images = select_images(renderer, only)
     with ui.bar("keyframes", len(images)) as advance:
         report = render_keyframes(renderer, images, force=force,
-                                  batch_size=batch_of(renderer, batch_size), on_image=advance)
+                                  batch_size=batch_size_for(renderer, batch_size), on_image=advance)
     for image in report.stale:
-        ui.warn(f"{renderer.keyframe_path(image)} was rendered with other settings: kept "
+        ui.warn(f"{renderer.song.keyframe_path(image)} was rendered with other settings: kept "
                 "(--force re-renders it)")
     ui.info(f"keyframes: {len(report.rendered)} rendered, {len(report.skipped)} already on "
             f"disk, in {report.seconds:.1f}s -> {loaded.media_dir / 'prompt_images'}")
@@ -271,6 +265,7 @@ def explore(
     Only the prompt sheet and settings are read (not the scene sequence, --scenes is accepted
     for uniform scripts): a new song's prompts without seeds are what explore is for.
     """
+    from sdmorph.render.renderer import batch_size_for
     keep, seeds = _more_seeds(keep, seeds, more)
     _check_explore_options(prompt, prompt_text, keep, seeds, sweep)
     if keep:
@@ -289,7 +284,7 @@ def explore(
         for name in names:
             _sweep(renderer, name, seeds, sweep)
         return
-    _explore(renderer, names, n, seeds, rng_seed, batch_of(renderer, batch_size))
+    _explore(renderer, names, n, seeds, rng_seed, batch_size_for(renderer, batch_size))
 
 
 def _check_explore_options(prompt: str | None, prompt_text: str | None, keep: list[int] | None,
@@ -312,8 +307,8 @@ def _load_prompts(ctx: typer.Context, song: str, profile: str, strict: bool,
     """The sheet and settings only: explore needs no scene sequence, nor seeds in its scenes."""
     from sdmorph.formats.song import load_prompts
 
-    settings = settings_of(ctx)
-    return _warned(load_prompts(settings.meta_song(song), settings.media_song(song),
+    folders = folders_of(ctx)
+    return _warned(load_prompts(folders.meta_song(song), folders.media_song(song),
                                 profile=profile, strict=strict, checks=[_model_check(model)]))
 
 
@@ -356,7 +351,7 @@ def _keep(ctx: typer.Context, song: str, prompt: str | None, seeds: list[int],
 
     if not prompt:
         raise SdmorphError("--keep needs the prompt: -p NAME")
-    sheet = settings_of(ctx).meta_song(song) / SHEET_FILE
+    sheet = folders_of(ctx).meta_song(song) / SHEET_FILE
     result = keep_seeds(sheet, prompt, seeds, prompt_text=prompt_text)
     if not result.changed:
         ui.info(f"{prompt}: seeds {', '.join(map(str, seeds))} already kept; sheet unchanged")
@@ -438,7 +433,11 @@ def transitions(
     strict: StrictOpt = False,
 ) -> None:
     """Plan a path through the scene graph, then render each transition's frames (resumable)."""
+    from sdmorph.cli import tables
+    from sdmorph.cli.terminal import TERMINAL
+    from sdmorph.render.renderer import batch_size_for
     from sdmorph.stages.plan import make_plan, open_store, planned_pairs
+    from sdmorph.stages.transitions import failure, render_planned
 
     if plan_only and render_only:
         raise SdmorphError("--plan-only and --render-only exclude each other")
@@ -457,78 +456,14 @@ def transitions(
         return
     pairs, table_skipped = planned_pairs(loaded)
     renderer = renderer_for(ctx, loaded, model, device, compile)
-    _transitions_stage(renderer, store, pairs, table_skipped if skipped is None else skipped,
-                       batch_of(renderer, batch_size), force, path)
-
-
-def _transitions_stage(renderer: Any, store: Any, pairs: list[Any], skipped: list[Any],
-                       batch_size: int, force: bool, path: list[Any] | None) -> Any:
-    """Render, print the table, redraw the plan pictures; then fail if a transition failed."""
-    from sdmorph.stages.plan import draw_graphs
-
-    report = _render_transitions(renderer, store, pairs, batch_size, force, skipped)
-    _transition_summary(report)
-    draw_graphs(renderer.song, path, store)  # now marking what was rendered
-    failed = report.having("failed")
-    if failed:  # one error line: the first failure (the others are warnings above)
-        more = f" ({len(failed) - 1} more failed, listed above)" if len(failed) > 1 else ""
-        raise SdmorphError(f"{failed[0].reason}{more}; finished transitions are kept: fix it and "
-                           "run the same command again")
-    return report
-
-
-def _render_transitions(renderer: Any, store: Any, pairs: list[Any], batch_size: int,
-                        force: bool, skipped: list[Any]) -> Any:
-    from sdmorph.stages.keyframes import render_keyframes
-    from sdmorph.stages.transitions import TransitionRenderer, render_all
-
-    images = list(dict.fromkeys(image for pair in pairs for image in pair))
-    frames = renderer.song.profile.interpolation_steps
-    with ui.progress() as prog:
-        keys = prog.add_task("keyframes", total=len(images))
-        render_keyframes(renderer, images, batch_size=batch_size,
-                         on_image=lambda n: prog.advance(keys, n))
-        trans = prog.add_task("transitions", total=len(pairs))
-        frame_task = prog.add_task("frames", total=len(pairs) * frames)
-        advanced = [0]  # frames the bar moved for the current transition
-
-        def on_frames(n: int) -> None:
-            advanced[0] += n
-            prog.advance(frame_task, n)
-
-        tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
-                                on_frames=on_frames)
-
-        def done(outcome: Any) -> None:
-            # Whatever happened (done before, resumed, failed half-way), it takes `frames`.
-            prog.advance(trans, 1)
-            prog.advance(frame_task, frames - advanced[0])
-            advanced[0] = 0
-
-        return render_all(tr, pairs, on_transition=done, skipped=skipped)
-
-
-_SUMMARY_ROWS = {"rendered": "rendered", "done": "done", "legacy": "legacy",
-                 "skipped": "skipped (compute = n)", "stale": "stale",
-                 "incomplete-legacy": "incomplete-legacy", "busy": "busy", "failed": "failed"}
-_HINTS = {"stale": "; --force re-renders it",
-          "incomplete-legacy": "; --force renders a new sdmorph folder",
-          "busy": "; another sdmorph process is rendering it", "failed": ""}
-
-
-def _transition_summary(report: Any) -> None:
-    rows = [(label, report.count(status)) for status, label in _SUMMARY_ROWS.items()]
-    fps = report.frames / report.seconds if report.seconds else 0.0
-    rows = [r for r in rows if r[1]] or [("none", 0)]
-    ui.table("transitions", ["status", "count"], [*rows, ("frames/s", f"{fps:.1f}")])
-    # The first failure is the command's error line: not said twice.
-    first_failure = next(iter(report.having("failed")), None)
-    for outcome in report.having(*_HINTS):
-        if outcome is first_failure:
-            continue
-        where = f"{outcome.folder}: " if outcome.folder else ""
-        ui.warn(f"{outcome.status}: {where}{outcome.reason}{_HINTS[outcome.status]}")
-    ui.info(f"{report.frames} frames rendered in {report.seconds:.1f}s ({fps:.1f} frames/s)")
+    report = render_planned(renderer, store, pairs,
+                            table_skipped if skipped is None else skipped,
+                            batch_size=batch_size_for(renderer, batch_size), force=force,
+                            path=path, listener=TERMINAL)
+    tables.transitions_summary(report)
+    problem = failure(report)
+    if problem is not None:
+        raise problem
 
 
 @app.command()
@@ -582,7 +517,9 @@ def movie(
     strict: StrictOpt = False,
 ) -> None:
     """Choose a story through the rendered transitions and encode it with the song's audio."""
-    from sdmorph.stages.movie import MovieRequest, make_movie, print_summary
+    from sdmorph.cli import tables
+    from sdmorph.cli.terminal import TERMINAL
+    from sdmorph.stages.movie import MovieRequest, make_movie
 
     loaded = load(ctx, song, profile, scenes, strict)
     request = MovieRequest(
@@ -590,7 +527,7 @@ def movie(
         quality=quality, hold=hold, smooth=smooth, audio=audio, no_audio=no_audio,
         fit_audio=fit_audio, clips=clips, profile=profile, scenes=scenes,
     )
-    print_summary(make_movie(loaded, request))
+    tables.movie_summary(make_movie(loaded, request, TERMINAL))
 
 
 @app.command()
@@ -604,10 +541,11 @@ def status(
     strict: StrictOpt = False,
 ) -> None:
     """Show what exists and what is missing at each stage, and the next command to run."""
-    from sdmorph.stages.status import render_status_tables, song_status
+    from sdmorph.cli import tables
+    from sdmorph.stages.status import song_status
 
     loaded = load(ctx, song, profile, scenes, strict)
-    for title, columns, rows in render_status_tables(
+    for title, columns, rows in tables.status_tables(
         song_status(loaded, profile=profile, scenes=scenes, model=model)
     ):
         ui.table(title, columns, rows)
@@ -628,11 +566,12 @@ def adopt(
     strict: StrictOpt = False,
 ) -> None:
     """Survey a song made with the old scripts: what is usable as is, what would render next."""
-    from sdmorph.stages.status import adopt_report, render_adopt_tables
-    from sdmorph.stages.status import write_manifests as add_manifests
+    from sdmorph.cli import tables
+    from sdmorph.stages.adopt import adopt_report
+    from sdmorph.stages.adopt import write_manifests as add_manifests
 
     loaded = load(ctx, song, profile, scenes, strict)
-    for title, columns, rows in render_adopt_tables(
+    for title, columns, rows in tables.adopt_tables(
         adopt_report(loaded, profile=profile, scenes=scenes, model=model)
     ):
         ui.table(title, columns, rows)
@@ -643,6 +582,46 @@ def adopt(
         ui.info(f"{len(written)} manifests written; no frame was changed")
     else:
         ui.info("no song file or frame was changed")
+
+
+@app.command()
+@reported
+def report(
+    ctx: typer.Context,
+    song: SongArg,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the page and its previews "
+                                  "(default: <media_dir>/<song>/report/).")
+    ] = None,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the page in the web browser.")
+    ] = False,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    model: ModelOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Write a static review page: keyframes, explore sheets, transition previews, stories."""
+    import webbrowser
+
+    from sdmorph.stages.report import gather_report, summary_counts, write_report
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    with ui.err.status("surveying the song's media folder ..."):
+        survey = gather_report(loaded, out, profile=profile, scenes=scenes, model=model)
+    if survey.pending:
+        with ui.bar("previews", len(survey.pending)) as advance:
+            result = write_report(survey, on_preview=advance)
+    else:
+        result = write_report(survey)
+    counts = ", ".join(f"{n} {what}" for what, n in summary_counts(survey))
+    failed = f", {result.failed} without a readable frame" if result.failed else ""
+    ui.info(f"report: {result.page} ({counts})")
+    ui.info(f"previews: {result.made} made, {result.reused} reused{failed}")
+    if open_page:
+        webbrowser.open(result.page.resolve().as_uri())
+    else:
+        ui.info(f"open it: {result.page.resolve().as_uri()}")
 
 
 StoryNameOpt = Annotated[
@@ -680,69 +659,24 @@ def run(
     strict: StrictOpt = False,
 ) -> None:
     """The main job: render-prompts, transitions and movie in sequence, each resuming."""
+    from sdmorph.stages.movie import MovieRequest
+
     loaded = load(ctx, song, profile, scenes, strict)
-    _run_all(ctx, loaded, seed=seed, model=model, device=device, fps=fps, audio=audio,
-             codec=codec, batch_size=batch_size, profile=profile, scenes=scenes, name=name)
-
-
-def _run_all(ctx: typer.Context, loaded: Any, *, seed: int, model: str | None,
-             device: str | None, fps: float | None, audio: Path | None, codec: str,
-             batch_size: int | None, profile: str, scenes: str | None,
-             name: str = "base") -> Any:
-    from sdmorph.stages.keyframes import render_keyframes, select_images
-    from sdmorph.stages.movie import MovieRequest, check_request, make_movie, print_summary
-    from sdmorph.stages.plan import make_plan, open_store, planned_pairs
-
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
                            scenes=scenes, name=name)
-    check_request(loaded, request)  # a bad --codec, --audio or story fails now, not after rendering
-    renderer = renderer_for(ctx, loaded, model, device)
-    batch = batch_of(renderer, batch_size)
-    ui.info("1/3 keyframes")
-    images = select_images(renderer, None)
-    with ui.bar("keyframes", len(images)) as advance:
-        render_keyframes(renderer, images, batch_size=batch, on_image=advance)
-    ui.info("2/3 transitions")
-    store = open_store(loaded)
-    plan = make_plan(loaded, seed, 1, store)
-    pairs, _ = planned_pairs(loaded)
-    report = _transitions_stage(renderer, store, pairs, plan.skipped, batch, False,
-                                plan.paths[0])
-    _stop_if_unrendered(loaded, request, report)
-    ui.info("3/3 movie")
-    result = make_movie(loaded, request)
-    print_summary(result)
+    _run_all(ctx, loaded, request, model=model, device=device, batch_size=batch_size)
+
+
+def _run_all(ctx: typer.Context, loaded: Any, request: Any, *, model: str | None,
+             device: str | None, batch_size: int | None) -> Any:
+    from sdmorph.cli import tables
+    from sdmorph.cli.terminal import TERMINAL
+    from sdmorph.stages.run import run_song
+
+    result = run_song(loaded, request, lambda: renderer_for(ctx, loaded, model, device),
+                      batch_size=batch_size, listener=TERMINAL)
+    tables.movie_summary(result)
     return result
-
-
-_WHY_UNRENDERED = {"stale": "was rendered with other settings",
-                   "incomplete-legacy": "is an incomplete legacy folder",
-                   "busy": "is being rendered by another sdmorph process"}
-_SHOWN_UNRENDERED = 3
-
-
-def _stop_if_unrendered(song: Any, request: Any, report: Any) -> None:
-    """The movie needs the planned transitions: stop here, saying which and how to fix it."""
-    from sdmorph.core.ids import transition_name
-    from sdmorph.stages.movie import transitions_command
-
-    left = report.having(*_WHY_UNRENDERED)
-    if not left:
-        return
-    shown = "; ".join(
-        f"'{transition_name(o.a, o.b)}' {_WHY_UNRENDERED[o.status]}"
-        + (f" ({o.reason})" if o.reason and o.status != "busy"
-           and o.reason not in _WHY_UNRENDERED[o.status] else "")
-        for o in left[:_SHOWN_UNRENDERED])
-    more = f" and {len(left) - _SHOWN_UNRENDERED} more" if len(left) > _SHOWN_UNRENDERED else ""
-    command = transitions_command(song, request) + (f" --seed {request.seed}"
-                                                    if request.seed else "")
-    if all(o.status == "busy" for o in left):
-        fix = "run the same command again once the other process has finished"
-    else:
-        fix = f"`{command} --force` renders them into new folders; then run the same command again"
-    raise SdmorphError(f"{len(left)} planned transition(s) not rendered, so no movie was made: "
-                       f"{shown}{more}; {fix}")
 
 
 @app.command()
@@ -755,17 +689,17 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Re-copy the demo song's files.")] = False,
 ) -> None:
     """Copy the bundled demo song into FOLDER and make its movies with the tiny model."""
-    from sdmorph.formats.folders import Settings
+    from sdmorph.formats.folders import Folders
     from sdmorph.formats.song import load_song
     from sdmorph.stages.demo import DEMO_SONG, install_demo
+    from sdmorph.stages.movie import MovieRequest
 
     meta, media = install_demo(folder, force=force)
     ui.info(f"demo song: {meta} (settings in {folder / '.env'})")
-    ctx.obj["settings"] = Settings(media_dir=media.resolve(), meta_dir=meta.parent.resolve(),
-                                   model_cache_dir=settings_of(ctx).model_cache_dir)
+    ctx.obj["folders"] = Folders(media_dir=media.resolve(), meta_dir=meta.parent.resolve(),
+                                   model_cache_dir=folders_of(ctx).model_cache_dir)
     loaded = load_song(meta, media / DEMO_SONG)
-    result = _run_all(ctx, loaded, seed=0, model=None, device="cpu", fps=None, audio=None,
-                      codec="both", batch_size=None, profile="default", scenes=None)
+    result = _run_all(ctx, loaded, MovieRequest(), model=None, device="cpu", batch_size=None)
     ui.info("movies:")
     for video in result.report.videos:
         if video.kind == "combined":

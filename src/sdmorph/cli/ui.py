@@ -1,11 +1,12 @@
 """Terminal output: one console, progress bars with ETA, summary tables.
 
-Stages report through these so the CLI stays thin and tests can read plain text.
+Only the CLI prints; stages report to the listener it hands them (cli/terminal.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -52,14 +54,21 @@ def progress() -> Progress:
 
 
 @contextlib.contextmanager
+def bars(*tasks: tuple[str, int]) -> Iterator[list[Callable[[int], None]]]:
+    """Progress bars shown together, one per (description, total); yields their advancers."""
+    with progress() as prog:
+        ids = [prog.add_task(description, total=total) for description, total in tasks]
+        yield [functools.partial(_advance, prog, task) for task in ids]
+
+
+def _advance(prog: Progress, task: TaskID, n: int = 1) -> None:
+    prog.advance(task, n)
+
+
+@contextlib.contextmanager
 def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A single progress bar; yields `advance(n=1)`."""
-    with progress() as prog:
-        task = prog.add_task(description, total=total)
-
-        def advance(n: int = 1) -> None:
-            prog.advance(task, n)
-
+    with bars((description, total)) as (advance,):
         yield advance
 
 

@@ -16,7 +16,7 @@ _SONG_NAME = re.compile(r"^[^/\\\x00]+$")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Folders:
     """The three folders sdmorph works with; any may be unset until a command needs it."""
 
     media_dir: Path | None = None
@@ -48,7 +48,7 @@ def check_song_name(song: str) -> str:
     return song
 
 
-def load_settings(cwd: Path | None = None, **overrides: str | Path | None) -> Settings:
+def load_folders(cwd: Path | None = None, **overrides: str | Path | None) -> Folders:
     """Read `.env` in `cwd`; environment variables override it; `overrides` override both.
 
     The old story scripts let `.env` win over the environment; sdmorph follows the common
@@ -64,4 +64,4 @@ def load_settings(cwd: Path | None = None, **overrides: str | Path | None) -> Se
         if raw is None:
             raw = file_values.get(key) or file_values.get(key.upper())
         values[key] = Path(str(raw)).expanduser() if raw not in (None, "") else None
-    return Settings(**values, env_file=env_path if env_path.is_file() else None)
+    return Folders(**values, env_file=env_path if env_path.is_file() else None)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from sdmorph.core.errors import Problem, SdmorphError, SongError
 from sdmorph.formats.fsio import inside
+from sdmorph.formats.song import Song
 
 MASK_SUFFIXES = (".png", ".svg")
 
@@ -133,3 +134,58 @@ def _svg_png(text: str, path: Path, width: int, height: int) -> Image.Image:
     with Image.open(io.BytesIO(bytes(data))) as image:
         image.load()
         return image.copy()
+
+
+# ---------------------------------------------------------------- a song's masks
+
+
+def mask_problems(song: Song, decode: bool = True) -> list[Problem]:
+    """Every prompt's mask (or the song-wide one) must exist and decode in ControlNet songs."""
+    if not song.profile.controlnet:
+        return []
+    problems: list[Problem] = []
+    seen: dict[str, Path | None] = {}
+    for prompt in song.prompts.values():
+        name = song.mask_name(prompt)
+        column = "mask" if prompt.mask else None
+        if name is None:
+            problems.append(Problem("ControlNet song: no mask for this prompt and no mask_image "
+                                    "in the settings", song.sheet_path, prompt.row, "mask"))
+            continue
+        if name not in seen:
+            found: list[Problem] = []
+            seen[name] = _checked_mask(song, name, decode, found)
+            problems += [_at_row(p, song, prompt.row, column) for p in found]
+        elif seen[name] is None and column:
+            problems.append(Problem(f"mask {name!r} not found in {song.masks_dir} "
+                                    "(.png or .svg)", song.sheet_path, prompt.row, column))
+    return problems
+
+
+def _at_row(problem: Problem, song: Song, row: int, column: str | None) -> Problem:
+    """Place a mask problem of a prompt's own mask at its sheet row and column."""
+    if column is None or problem.row is not None or problem.file is not None:
+        return problem
+    return Problem(problem.message, song.sheet_path, row, column)
+
+
+def _checked_mask(song: Song, name: str, decode: bool, problems: list[Problem]) -> Path | None:
+    try:
+        path = find_mask(song.masks_dir, name)
+    except SdmorphError as exc:
+        problems += exc.problems
+        return None
+    if path is None:
+        if name == song.profile.mask_image:
+            problems.append(Problem(f"song-wide mask {name!r} not found in {song.masks_dir} "
+                                    "(.png or .svg)", song.settings_path))
+        else:
+            problems.append(Problem(f"mask {name!r} not found in {song.masks_dir} "
+                                    "(.png or .svg)"))
+        return None
+    if decode:
+        try:
+            load_mask(path, song.profile.res_width, song.profile.res_height, song.masks_dir)
+        except SdmorphError as exc:
+            problems += exc.problems
+    return path

@@ -19,12 +19,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import diffusers
 import torch
 from diffusers import (
     ControlNetModel,
     DiffusionPipeline,
-    SchedulerMixin,
     StableDiffusionControlNetPipeline,
     StableDiffusionPipeline,
     UniPCMultistepScheduler,
@@ -34,18 +32,10 @@ from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hub_constants
 
 from sdmorph.core.errors import ModelError
+from sdmorph.render.schedulers import scheduler_class
 from sdmorph.render.sources import SINGLE_FILE_SUFFIXES, TINY, looks_like_path
 from sdmorph.render.tiny import build_tiny_controlnet, build_tiny_pipeline
 
-COMMON_SCHEDULERS = (
-    "PNDMScheduler",
-    "DDIMScheduler",
-    "EulerDiscreteScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "DPMSolverMultistepScheduler",
-    "UniPCMultistepScheduler",
-    "LMSDiscreteScheduler",
-)
 # Newer diffusers renamed from_pretrained's torch_dtype to dtype and warn on the old name.
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "float32": torch.float32}
@@ -130,21 +120,6 @@ def pick_device(requested: str | None) -> str:
     if kind.type in ("cuda", "mps"):
         raise ModelError(f"device '{requested}': not available on this machine; use cpu or auto")
     raise ModelError(f"device '{requested}': unsupported; use cpu, cuda, mps or auto")
-
-
-def scheduler_class(name: str) -> type[SchedulerMixin]:
-    """The diffusers scheduler class called `name` (case-insensitive)."""
-    wanted = name.strip().lower()
-    for attr in dir(diffusers):
-        if attr.lower() != wanted:
-            continue
-        cls = getattr(diffusers, attr, None)
-        if isinstance(cls, type) and issubclass(cls, SchedulerMixin):
-            return cls
-    raise ModelError(
-        f"scheduler '{name}': not a diffusers scheduler; valid names include "
-        + ", ".join(COMMON_SCHEDULERS)
-    )
 
 
 def _cast(pipe: DiffusionPipeline, dtype: torch.dtype) -> None:

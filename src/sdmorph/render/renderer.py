@@ -236,6 +236,12 @@ _CPU_BATCH_LATENT_PIXELS = 4096
 _CPU_MIN_BATCH, _CPU_MAX_BATCH = 4, 32
 
 
+def batch_size_for(renderer: Renderer, requested: int | None = None) -> int:
+    """The asked-for batch size, else the profile's, else what suits the device and frame size."""
+    return requested or renderer.song.profile.batch_size or default_batch_size(
+        renderer.engine.device, renderer.width, renderer.height)
+
+
 def default_batch_size(device: str, width: int | None = None, height: int | None = None) -> int:
     """Frames per model call: large enough to keep a GPU busy, small enough for 8 GB cards.
 

@@ -30,7 +30,7 @@ def profile_problems(profile: Profile, file: Path, model: str | None = None) -> 
     """
     found: list[str] = []
     if profile.scheduler:
-        from sdmorph.render.pipelines import scheduler_class  # imports torch: only when asked for
+        from sdmorph.render.schedulers import scheduler_class  # imports torch: only when asked
 
         try:
             scheduler_class(profile.scheduler)

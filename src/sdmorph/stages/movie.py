@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdmorph.cli import ui
 from sdmorph.core.errors import MovieError, Problem, SdmorphError
 from sdmorph.core.ids import ImageId, Pair, transition_name
 from sdmorph.core.paths import PlanError, choose_story
+from sdmorph.core.progress import SILENT, Listener
 from sdmorph.core.timeline import (
     CONTAINER,
     EncodeOptions,
@@ -383,40 +383,40 @@ def check_request(song: Song, request: MovieRequest) -> EncodeOptions:
     return opts
 
 
-def make_movie(song: Song, request: MovieRequest) -> MovieResult:
+def make_movie(song: Song, request: MovieRequest, listener: Listener = SILENT) -> MovieResult:
     """Choose the story, encode it under stories/<name>/, then write its story file."""
     opts = check_request(song, request)
     target = story_file(song.media_dir, request.name)
     story = plan_movie(song, request)
     for warning in story.warnings:
-        ui.warn(warning)
+        listener.warn(warning)
     plan = story_timeline(story.segments, opts)
     rows = _with_ranges(story.rows, plan)
     folder = target.parent
-    with _story_lock(folder):
+    with _story_lock(folder, listener):
         for sub in (folder, folder / "sections", folder / "clips"):
             clean_temp_files(sub)
-        with ui.bar(f"movie {request.name}", plan.frames) as advance:
+        with listener.bars((f"movie {request.name}", plan.frames)) as (advance,):
             report = encode_story(story.segments, folder, request.name, opts,
                                   progress=_advancer(advance))
-        written = _save_story(song, request.name, rows, story.input_file)
+        written = _save_story(song, request.name, rows, story.input_file, listener)
         removed = _remove_stale(folder, plan, opts, report)
     warnings = [*story.warnings, *_clips_warning(folder, story, request)]
     for warning in warnings[len(story.warnings):]:
-        ui.warn(warning)
+        listener.warn(warning)
     return MovieResult(request.name, folder, tuple(rows), written, report, report.out_fps,
                        opts.audio, story.source, tuple(removed), tuple(warnings))
 
 
 @contextmanager
-def _story_lock(folder: Path) -> Iterator[None]:
+def _story_lock(folder: Path, listener: Listener) -> Iterator[None]:
     """Hold the story folder's lock, waiting (and saying so) while another run has it."""
     lock = folder / LOCK_NAME
     with try_locked(lock) as got:
         if got:
             yield
             return
-    ui.info(f"waiting for another movie run writing {folder} ...")
+    listener.note(f"waiting for another movie run writing {folder} ...")
     with locked(lock):
         yield
 
@@ -454,7 +454,8 @@ def _refuse_old_story(target: Path, source: Path | None) -> None:
         f"story file or movies: name this movie with `-o NAME`{play}", file=folder))
 
 
-def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | None) -> Path:
+def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | None,
+                listener: Listener) -> Path:
     """Write the story file and its copy story/trans_sequence.csv, sparing the artist's files.
 
     The story file is written unless it is an old-scripts story (then it is the one being
@@ -469,7 +470,7 @@ def _save_story(song: Song, name: str, rows: Sequence[StoryRow], source: Path | 
     if replace_latest:
         backup = keep_latest_story(song.media_dir)
         if backup is not None:
-            ui.info(f"{latest} was not written by sdmorph: kept it as {backup.name}")
+            listener.note(f"{latest} was not written by sdmorph: kept it as {backup.name}")
     return write_story(song.media_dir, name, rows, story=replace_story, latest=replace_latest)
 
 
@@ -520,59 +521,3 @@ def _clips_warning(folder: Path, story: MovieStory, request: MovieRequest) -> li
 
 
 # ---------------------------------------------------------------- summary
-
-
-def print_summary(result: MovieResult) -> None:
-    """Sections, transitions, frames, duration, sizes and paths of what was written."""
-    report = result.report
-    sections = sorted({row.section for row in result.rows})
-    rate = f"{result.fps:g}"
-    if report.out_fps != report.fps:
-        rate += f" (smoothed from {report.fps:g})"
-    hold = f", {report.hold_frames} hold frames per keyframe" if report.hold_frames else ""
-    ui.table(f"movie {result.name}", ["", ""], [
-        ("story", result.source),
-        ("sections", ", ".join(map(str, sections))),
-        ("transitions", len(result.rows)),
-        ("frames", f"{result.frames}{hold}"),
-        ("fps", rate),
-        ("duration", f"{result.seconds:.2f} s"),
-        ("audio", result.audio.name if result.audio else "none"),
-    ])
-    ui.table("videos", ["file", "frames", "duration", "size"], [
-        (_relative(v.path, result.folder), v.info.frames, f"{v.info.duration:.2f} s",
-         _size(v.size_bytes))
-        for v in report.videos if v.kind != "clip"
-    ])
-    ui.info(f"folder: {result.folder}")
-    ui.info(f"story file: {result.story_file}")
-    if result.audio:
-        ui.info(f"audio: {result.audio}")
-    clips = [v for v in report.videos if v.kind == "clip"]
-    if clips:
-        total = sum(v.size_bytes for v in clips)
-        ui.info(f"{len(clips)} clips ({_size(total)}) in {result.folder / 'clips'}, "
-                f"index {report.clips_json}")
-    for path in result.removed:
-        ui.info(f"removed stale {_relative(path, result.folder)}")
-    for warning in report.warnings:
-        ui.warn(warning)
-
-
-def _size(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
-    value = n / 1000
-    for unit in ("KB", "MB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
-

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from sdmorph import __version__
-from sdmorph.core.errors import RenderError
-from sdmorph.core.ids import ImageId, transition_name
+from sdmorph.core.errors import RenderError, SdmorphError
+from sdmorph.core.ids import Ends, ImageId, transition_name
+from sdmorph.core.paths import Hop
+from sdmorph.core.progress import SILENT, Listener
 from sdmorph.media.store import (
     MANIFEST_NAME,
     PARTIAL_NAME,
@@ -25,6 +27,8 @@ from sdmorph.media.store import (
 )
 from sdmorph.render.engine import DarkFrameError
 from sdmorph.render.renderer import FrameWriter, Renderer, png_info
+from sdmorph.stages.keyframes import render_keyframes
+from sdmorph.stages.plan import draw_graphs
 
 Status = Literal["rendered", "done", "legacy", "skipped", "stale", "incomplete-legacy", "busy",
                  "failed"]
@@ -234,3 +238,44 @@ def render_all(
                 on_transition(outcome)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def render_planned(renderer: Renderer, store: TransitionStore, pairs: Sequence[Ends],
+                   skipped: Sequence[Ends], *, batch_size: int, force: bool = False,
+                   path: list[Hop] | None = None,
+                   listener: Listener = SILENT) -> RenderReport:
+    """The transitions stage: the keyframes the pairs need, then every pair not done yet,
+    then the plan pictures again (now showing what is rendered)."""
+    images = list(dict.fromkeys(image for pair in pairs for image in pair))
+    frames = renderer.song.profile.interpolation_steps
+    bars = listener.bars(("keyframes", len(images)), ("transitions", len(pairs)),
+                         ("frames", len(pairs) * frames))
+    with bars as (keys, transitions, frame_bar):
+        render_keyframes(renderer, images, batch_size=batch_size, on_image=keys)
+        advanced = [0]  # frames the bar moved for the current transition
+
+        def on_frames(n: int) -> None:
+            advanced[0] += n
+            frame_bar(n)
+
+        def done(outcome: Outcome) -> None:
+            # Whatever happened (done before, resumed, failed half-way), it takes `frames`.
+            transitions(1)
+            frame_bar(frames - advanced[0])
+            advanced[0] = 0
+
+        tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
+                                on_frames=on_frames)
+        report = render_all(tr, pairs, on_transition=done, skipped=skipped)
+    draw_graphs(renderer.song, path, store)
+    return report
+
+
+def failure(report: RenderReport) -> SdmorphError | None:
+    """The command's error when a transition failed: the first failure, the others counted."""
+    failed = report.having("failed")
+    if not failed:
+        return None
+    more = f" ({len(failed) - 1} more failed, listed above)" if len(failed) > 1 else ""
+    return SdmorphError(f"{failed[0].reason}{more}; finished transitions are kept: fix it and "
+                        "run the same command again")
