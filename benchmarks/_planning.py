@@ -1,15 +1,23 @@
-"""Planning at scale: `plan_paths` and `choose_story` on synthetic songs (pure logic, no files)."""
+"""Planning at scale: `plan_paths` and `choose_story` on synthetic songs (pure logic, no files),
+and the whole `sdmorph transitions SONG --plan-only` process on a song folder of that size."""
 
 from __future__ import annotations
 
+import os
 import random
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-from sdmorph.core.ids import ImageId
-from sdmorph.core.paths import SceneSpec, build_graph, choose_story, plan_paths, union_transitions
+from _song import SongSpec, write_song
+
+from sdmorph.core.ids import ImageId, pair_key
+from sdmorph.core.paths import SceneSpec, build_graph, choose_story, plan_paths
 
 PATHS = 3  # paths planned (what `transitions --paths 3` renders)
 EXTRA_SHARE = 0.2  # share of all other graph edges also rendered, so the story has choices
@@ -68,7 +76,7 @@ def best_time(repeats: int, run: Callable[[], T]) -> tuple[float, T]:
 def time_planning(n_scenes: int, n_seeds: int, repeats: int = 3, seed: int = 7) -> PlanTiming:
     scenes = synthetic_scenes(n_scenes, n_seeds)
     plan_seconds, paths = best_time(repeats, lambda: plan_paths(scenes, seed, PATHS))
-    planned = {frozenset(pair) for pair in union_transitions(paths)}
+    planned = {pair_key(hop.a, hop.b) for path in paths for hop in path}
     graph_seconds, _ = best_time(1, lambda: build_graph(scenes))
     edges, dense = _available(scenes, planned, seed)
     sparse_seconds, story = best_time(repeats, lambda: choose_story(scenes, planned, seed))
@@ -76,3 +84,47 @@ def time_planning(n_scenes: int, n_seeds: int, repeats: int = 3, seed: int = 7) 
     return PlanTiming(n_scenes, n_seeds, edges, len(dense), plan_seconds,
                       max(sparse_seconds, dense_seconds), sparse_seconds, dense_seconds,
                       graph_seconds, len(story))
+
+
+@dataclass(frozen=True)
+class PlanOnlyRun:
+    scenes: int
+    seeds: int
+    seconds: float  # wall time of the whole process, the best of the runs
+    cpu_seconds: float  # user + system time of that run (less sensitive to other load)
+    gexf_bytes: int
+    picture_bytes: int
+
+
+def time_plan_only(root: Path, n_scenes: int, n_seeds: int, repeats: int = 2) -> PlanOnlyRun:
+    """`sdmorph transitions song --plan-only` in a child process, as an artist runs it.
+
+    One prompt per scene with `n_seeds` seeds, 4 hops inside each scene: the graph of
+    `synthetic_scenes`. Every run plans again and rewrites every plan file.
+    """
+    spec = SongSpec(prompts=n_scenes, seeds_per_prompt=n_seeds, duration=min(4, n_seeds - 1))
+    meta, media = write_song(root, spec)
+    env = {**os.environ, "meta_dir": str(meta.parent), "media_dir": str(media.parent),
+           "NO_COLOR": "1", "COLUMNS": "120"}
+    command = [sys.executable, "-m", "sdmorph", "transitions", meta.name, "--plan-only"]
+    runs = [_timed_child(command, root, env) for _ in range(repeats)]
+    seconds, cpu = min(runs)
+    story = media / "story"
+    gexf = story / "graph.gexf"  # left out unasked past 50,000 edges
+    return PlanOnlyRun(n_scenes, n_seeds, seconds, cpu,
+                       gexf.stat().st_size if gexf.is_file() else 0,
+                       (story / "plan_graph.png").stat().st_size)
+
+
+def _timed_child(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one child process; fails with its output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n"
+                           f"{done.stdout}{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu

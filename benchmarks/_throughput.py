@@ -246,12 +246,17 @@ class Counts:
 def count_model_calls(root: Path, size: int = 64, frames: int = 8, steps: int = 10,
                       paths: int = 3) -> Counts:
     """A small song whose planned paths share keyframes, rendered through sdmorph's path."""
-    from sdmorph.core.paths import plan_paths, union_transitions
+    from sdmorph.core.ids import pair_key
+    from sdmorph.core.paths import plan_paths
 
     spec = SongSpec(size=size, frames=frames, steps=steps, prompts=3, seeds_per_prompt=3,
                     duration=1)
     meta, media = write_song(root / "plan", spec)
-    pairs = union_transitions(plan_paths(load_song(meta, media).scenes, 0, paths))
+    hops = [hop for path in plan_paths(load_song(meta, media).scenes, 0, paths) for hop in path]
+    first_seen: dict[object, tuple] = {}  # each transition once, either direction
+    for hop in hops:
+        first_seen.setdefault(pair_key(hop.a, hop.b), (hop.a, hop.b))
+    pairs = list(first_seen.values())
     engine = Engine("tiny", device="cpu")
     run = sdmorph_transitions(engine, spec, root / "render", pairs=pairs)
     keyframes = len({image for pair in pairs for image in pair})

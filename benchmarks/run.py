@@ -38,6 +38,9 @@ SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
 OVERHEAD_TARGET = 1.10
 PLAN_SIZES = ((10, 5), (50, 20), (200, 30))
 PLAN_TARGET = {(50, 20): 1.0}
+# Issue 20: the whole `sdmorph transitions SONG --plan-only` process at 200 scenes x 30 seeds.
+PLAN_ONLY_SIZE = (200, 30)
+PLAN_ONLY_TARGET = 2.0
 MOVIE_MEMORY_TARGET = 1.2
 # Issue 14: 2,000 legacy folders of 60 frames scan in "seconds, not minutes". Pass lines in
 # seconds for SCAN_TARGET_FOLDERS folders; --quick's smaller folder is held to them pro rata.
@@ -125,7 +128,8 @@ def bench_counts(scale: Scale) -> list[Figure]:
 
 
 def bench_planning(scale: Scale) -> list[Figure]:
-    """Figure 4: plan_paths and choose_story on synthetic songs of growing size."""
+    """Figure 4: plan_paths and choose_story on synthetic songs of growing size, then the
+    whole plan-only process."""
     from _planning import time_planning
 
     figures: list[Figure] = []
@@ -145,7 +149,23 @@ def bench_planning(scale: Scale) -> list[Figure]:
             f"plan {t.plan_seconds * 1e3:.1f} ms, story {t.story_seconds * 1e3:.1f} ms, "
             f"graph {t.graph_seconds * 1e3:.0f} ms{growth}", asdict(t)))
         previous = t
-    return figures
+    return figures + [bench_plan_only(scale)]
+
+
+def bench_plan_only(scale: Scale) -> Figure:
+    """`sdmorph transitions SONG --plan-only` as a whole process: start-up, plan files, the
+    Gephi file of the full graph and the plan picture."""
+    from _planning import time_plan_only
+
+    scenes, seeds = PLAN_ONLY_SIZE
+    log(f"`sdmorph transitions --plan-only` on a song of {scenes} scenes x {seeds} seeds")
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        r = time_plan_only(Path(tmp), scenes, seeds, repeats=1 if scale is QUICK else 3)
+    return Figure(
+        f"plan_only_{scenes}x{seeds}", f"`transitions --plan-only` process, {scenes}x{seeds}",
+        r.seconds, "s", f"<= {PLAN_ONLY_TARGET:g} s", r.seconds <= PLAN_ONLY_TARGET,
+        f"wall, best of runs; CPU {r.cpu_seconds:.2f} s; graph.gexf {mb(r.gexf_bytes):.0f} MB, "
+        f"plan_graph.png {mb(r.picture_bytes):.1f} MB", asdict(r))
 
 
 def bench_movie(scale: Scale) -> list[Figure]:

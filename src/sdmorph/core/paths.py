@@ -93,6 +93,13 @@ def build_graph(scenes: Sequence[SceneSpec]) -> nx.Graph:
     return graph
 
 
+def edge_count(scenes: Sequence[SceneSpec]) -> int:
+    """The number of edges `build_graph` would make, counted without building it."""
+    sizes = [len(_unique(spec.images)) for spec in scenes]
+    inside = sum(n * (n - 1) // 2 for n in sizes)
+    return inside + sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
 def _unique(images: Iterable[ImageId]) -> list[ImageId]:
     return list(dict.fromkeys(images))
 

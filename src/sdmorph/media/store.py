@@ -60,6 +60,9 @@ MANIFEST_NAME = "manifest.json"
 PARTIAL_NAME = ".sdmorph-partial.json"
 LOCKS_DIR = ".locks"
 FRAMECHECK_PATH = Path(".sdmorph") / "framecheck.json"
+# Probe renders of an even-paced transition, kept while it renders (named by t in 1/2^20);
+# removed before its manifest is written.
+PROBE_PREFIX = ".sdmorph-probe-"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Signature, IHDR chunk and IEND chunk: no complete PNG is shorter.
@@ -133,6 +136,9 @@ class TransitionManifest(BaseModel):
     # Not part of the recipe: other batch sizes differ at most in the last bit of a pixel.
     # Recorded so that a resumed render keeps the batches it started with, byte for byte.
     batch_size: int | None = Field(default=None, ge=1)
+    # Even pacing only: each frame's t, chosen from probe renders (see sdmorph.core.pacing).
+    # Absent for linear pacing (t evenly spaced), so such manifests are as they always were.
+    times: list[float] | None = None
     sdmorph_version: str = __version__
     kind: Kind = "sdmorph"
     complete: bool = False
@@ -153,7 +159,8 @@ class TransitionManifest(BaseModel):
         return cls.model_validate_json(path.read_bytes())
 
     def write(self, path: Path) -> None:
-        write_text(path, self.model_dump_json(indent=2) + "\n")
+        unset = {"times"} if self.times is None else None
+        write_text(path, self.model_dump_json(indent=2, exclude=unset) + "\n")
 
 
 @dataclass(frozen=True)
@@ -463,14 +470,13 @@ class TransitionStore:
         """Where sdmorph renders a->b: `<a.label> to <b.label>`, never a legacy folder."""
         names = self._candidate_names(a, b)
         paths = [self.root / name for name in names]
-        for path in paths:
-            inside(self.root, path)
+        # Resolving is what catches a folder linked to elsewhere; only the answer needs it.
         for path in paths:
             if self._owner(path) == (a, b):
-                return path
+                return inside(self.root, path) and path
         for path in paths:
             if _is_free(path):
-                return path
+                return inside(self.root, path) and path
         raise RenderError(
             f"{self.root}: no free folder name for transition '{transition_name(a, b)}' "
             f"(tried {', '.join(names)}); move the folders in the way elsewhere"
@@ -492,6 +498,18 @@ class TransitionStore:
         """The file of frame `index` (0-based) in `folder`."""
         return folder / frame_name(index)
 
+    @staticmethod
+    def probe_path(folder: Path, k: int) -> Path:
+        """The file of the probe render at t = k / 2^20 in `folder`."""
+        return folder / f"{PROBE_PREFIX}{k:07d}.png"
+
+    @staticmethod
+    def remove_probes(folder: Path) -> None:
+        """Remove the probe renders of an even-paced render from `folder`."""
+        if folder.is_dir():
+            for probe in folder.glob(f"{PROBE_PREFIX}*.png"):
+                probe.unlink(missing_ok=True)
+
     def missing_frames(self, folder: Path, n: int) -> list[int]:
         """Indices in 0..n-1 without a complete frame; removes temp files a crash left."""
         clean_temp_files(folder)
@@ -502,15 +520,19 @@ class TransitionStore:
 
         Frames left from a render with another recipe or frame count are removed, so a
         resumed render never mixes two recipes; frames of the same recipe are kept, and so
-        is the batch size they were rendered in (the marker's, which the caller must use).
+        are the batch size they were rendered in and the t's an even-paced render chose (the
+        marker's, which the caller must use).
         """
         self._check_writable(folder, manifest)
         previous = self._previous_manifest(folder)
         same = previous is not None and previous.recipe_key == manifest.recipe_key \
             and previous.frames == manifest.frames
         batch = previous.batch_size if same and previous and previous.batch_size else None
+        # The t's an even-paced render chose are kept too: its frames were rendered at them.
+        times = previous.times if same and previous else None
         marker = manifest.model_copy(update={"complete": False, "kind": "sdmorph",
-                                             "batch_size": batch or manifest.batch_size})
+                                             "batch_size": batch or manifest.batch_size,
+                                             "times": times or manifest.times})
         if folder.is_dir():
             clean_temp_files(folder)
             marker.write(folder / PARTIAL_NAME)
@@ -522,6 +544,7 @@ class TransitionStore:
         if previous is not None and not same:
             for frame in frame_files(folder):
                 frame.unlink(missing_ok=True)
+            self.remove_probes(folder)
         self._refresh(folder)
         return marker
 
@@ -543,6 +566,11 @@ class TransitionStore:
             f"'{transition_name(*manifest.pair)}' (use folder_for to pick the folder)"
         )
 
+    def update_marker(self, folder: Path, marker: TransitionManifest) -> None:
+        """Rewrite the partial marker of a render under way (e.g. with the t's it chose)."""
+        marker.model_copy(update={"complete": False, "kind": "sdmorph"}).write(
+            folder / PARTIAL_NAME)
+
     def finish(self, folder: Path, manifest: TransitionManifest) -> TransitionManifest:
         """Write manifest.json (complete) once every frame is there; remove the marker."""
         missing = self.missing_frames(folder, manifest.frames)
@@ -550,6 +578,8 @@ class TransitionStore:
             shown = ", ".join(frame_name(i) for i in missing[:5])
             raise RenderError(f"{folder}: cannot finish, {len(missing)} frames missing ({shown})")
         done = manifest.model_copy(update={"complete": True, "kind": "sdmorph"})
+        # Probes go first: a folder with a manifest never holds them.
+        self.remove_probes(folder)
         done.write(folder / MANIFEST_NAME)
         (folder / PARTIAL_NAME).unlink(missing_ok=True)
         self._refresh(folder)

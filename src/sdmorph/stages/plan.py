@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sdmorph.core.errors import Problem, SdmorphError
 from sdmorph.core.ids import Ends
-from sdmorph.core.paths import Hop, build_graph, plan_paths
+from sdmorph.core.paths import Hop, build_graph, edge_count, plan_paths
 from sdmorph.formats.plan_tables import (
     INTER_FILE,
     INTRA_FILE,
@@ -25,6 +25,9 @@ from sdmorph.formats.plan_tables import (
 from sdmorph.formats.song import Song, resolver
 from sdmorph.media.plan_picture import draw_plan, write_gexf
 from sdmorph.media.store import TransitionStore
+
+# Up to this many edges (about 100 scenes of 18 seeds) graph.gexf is written unasked.
+GEXF_AUTO_EDGES = 50_000
 
 
 @dataclass
@@ -40,8 +43,12 @@ def open_store(song: Song) -> TransitionStore:
                            song.profile.interpolation_steps)
 
 
-def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Plan:
-    """Plan `n_paths` paths (seeds seed, seed+1, ...) and write the plan files."""
+def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore,
+              gexf: bool = False) -> Plan:
+    """Plan `n_paths` paths (seeds seed, seed+1, ...) and write the plan files.
+
+    `gexf` writes story/graph.gexf even for a graph too big to write unasked (`draw_graphs`).
+    """
     paths = plan_paths(song.scenes, seed, n_paths)
     hops = [hop for path in paths for hop in path]
     meta = song.media_dir / META_FOLDER
@@ -52,21 +59,29 @@ def make_plan(song: Song, seed: int, n_paths: int, store: TransitionStore) -> Pl
                if row.compute != "y" and row.planned == "y"]
     files = [meta / "intrascene_transitions.csv", meta / "interscene_transitions.csv",
              write_planned_path(song.media_dir, paths[0], store.locate)]
-    files += draw_graphs(song, paths[0], store)
+    files += draw_graphs(song, paths[0], store, gexf)
     return Plan(paths=paths, pairs=pairs, skipped=skipped, files=files)
 
 
-def draw_graphs(song: Song, path: list[Hop] | None, store: TransitionStore) -> list[Path]:
-    """story/graph.gexf and story/plan_graph.png, marking what is rendered now.
+def draw_graphs(song: Song, path: list[Hop] | None, store: TransitionStore,
+                gexf: bool = False) -> list[Path]:
+    """story/plan_graph.png and story/graph.gexf, marking what is rendered now.
 
-    `path` None: the planned path written last (story/trans_sequence_gen.csv).
+    `path` None: the planned path written last (story/trans_sequence_gen.csv). The GEXF
+    holds every transition a path may take: for a big song hundreds of thousands of edges
+    and tens of megabytes that only Gephi users want, so past `GEXF_AUTO_EDGES` it is
+    written when asked for (`gexf`) and kept up to date once it exists.
     """
     path = planned_path(song) if path is None else path
     story = song.media_dir / "story"
     exists = store.complete_pairs()
-    write_gexf(build_graph(song.scenes), story / "graph.gexf", path, exists)
+    written = [story / "plan_graph.png"]
+    target = story / "graph.gexf"
+    if gexf or target.is_file() or edge_count(song.scenes) <= GEXF_AUTO_EDGES:
+        write_gexf(build_graph(song.scenes), target, path, exists)
+        written.insert(0, target)
     draw_plan(song.scenes, path, exists, story / "plan_graph.png")
-    return [story / "graph.gexf", story / "plan_graph.png"]
+    return written
 
 
 def planned_path(song: Song) -> list[Hop]:
