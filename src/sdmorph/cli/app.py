@@ -174,6 +174,27 @@ BatchOpt = Annotated[
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the UNet and VAE (for long GPU runs).")
 ]
+PacingOpt = Annotated[
+    str | None,
+    typer.Option("--pacing", help="Where frames lie along t: linear (evenly spaced t) or even "
+                 "(consecutive frames differ about equally; up to 1.5x the renders). Default: "
+                 "the profile's pacing, else linear."),
+]
+
+
+def _paced(loaded: Any, pacing: str | None) -> Any:
+    """The song with --pacing in place of its profile's pacing (a recipe field)."""
+    import dataclasses
+
+    from sdmorph.formats.profile import PACINGS
+
+    if pacing is None:
+        return loaded
+    if pacing not in PACINGS:
+        raise SdmorphError(f"--pacing {pacing!r}: use {' or '.join(PACINGS)}")
+    profile = loaded.profile.model_copy(update={"pacing": pacing})
+    return dataclasses.replace(loaded, settings=loaded.settings.model_copy(
+        update={"profile": profile}))
 
 
 def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str | None,
@@ -424,36 +445,44 @@ def transitions(
         bool, typer.Option("--force", help="Re-render stale transitions and incomplete legacy "
                            "folders (into new sdmorph folders).")
     ] = False,
+    gexf: Annotated[
+        bool, typer.Option("--gexf", help="Write story/graph.gexf (Gephi) even for a big song "
+                           "(written unasked up to 50,000 transitions, kept up to date after).")
+    ] = False,
     profile: ProfileOpt = "default",
     scenes: ScenesOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     compile: CompileOpt = False,
+    pacing: PacingOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Plan a path through the scene graph, then render each transition's frames (resumable)."""
-    from sdmorph.cli import tables
-    from sdmorph.cli.terminal import TERMINAL
-    from sdmorph.render.renderer import batch_size_for
     from sdmorph.stages.plan import make_plan, open_store, planned_pairs
-    from sdmorph.stages.transitions import failure, render_planned
 
     if plan_only and render_only:
         raise SdmorphError("--plan-only and --render-only exclude each other")
-    loaded = load(ctx, song, profile, scenes, strict)
+    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing)
     store = open_store(loaded)
     path, skipped = None, None  # with --render-only: the plan files as they are
     if not render_only:
-        plan = make_plan(loaded, seed, paths, store)
+        plan = make_plan(loaded, seed, paths, store, gexf)
         path, skipped = plan.paths[0], plan.skipped
         hops = sum(len(p) for p in plan.paths)
         ui.info(f"planned {len(plan.paths)} path(s), {hops} hops, {len(plan.pairs)} transitions "
                 f"to render ({len(plan.skipped)} set to compute = n)")
         for file in plan.files:
             ui.info(f"wrote {file}")
+        if not any(file.suffix == ".gexf" for file in plan.files):
+            ui.info("story/graph.gexf (Gephi) left out for a graph this big: --gexf writes it")
     if plan_only:
-        return
+        return  # before anything imports torch: planning a big song takes seconds, not tens
+    from sdmorph.cli import tables
+    from sdmorph.cli.terminal import TERMINAL
+    from sdmorph.render.renderer import batch_size_for
+    from sdmorph.stages.transitions import failure, render_planned
+
     pairs, table_skipped = planned_pairs(loaded)
     renderer = renderer_for(ctx, loaded, model, device, compile)
     report = render_planned(renderer, store, pairs,
@@ -586,6 +615,40 @@ def adopt(
 
 @app.command()
 @reported
+def inspect(
+    ctx: typer.Context,
+    song: SongArg,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every transition's measures as JSON.")
+    ] = False,
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="Rows to show, jumpiest first.")
+    ] = 20,
+    profile: ProfileOpt = "default",
+    scenes: ScenesOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Rank the rendered transitions by how much they jump (J = max / median step), with
+    where along t the jump is; draws story/smoothness.png. Scores are cached."""
+    import json
+
+    from sdmorph.cli import tables
+    from sdmorph.cli.terminal import TERMINAL
+    from sdmorph.stages.inspect import inspect_song
+
+    loaded = load(ctx, song, profile, scenes, strict)
+    result = inspect_song(loaded, listener=TERMINAL)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
+        return
+    for title, columns, rows in tables.inspect_tables(result, top):
+        ui.table(title, columns, rows)
+    if result.plot is not None:
+        ui.info(f"picture: {result.plot}")
+
+
+@app.command()
+@reported
 def report(
     ctx: typer.Context,
     song: SongArg,
@@ -604,16 +667,13 @@ def report(
     """Write a static review page: keyframes, explore sheets, transition previews, stories."""
     import webbrowser
 
+    from sdmorph.cli.terminal import TERMINAL
     from sdmorph.stages.report import gather_report, summary_counts, write_report
 
     loaded = load(ctx, song, profile, scenes, strict)
     with ui.err.status("surveying the song's media folder ..."):
         survey = gather_report(loaded, out, profile=profile, scenes=scenes, model=model)
-    if survey.pending:
-        with ui.bar("previews", len(survey.pending)) as advance:
-            result = write_report(survey, on_preview=advance)
-    else:
-        result = write_report(survey)
+    result = write_report(survey, TERMINAL)
     counts = ", ".join(f"{n} {what}" for what, n in summary_counts(survey))
     failed = f", {result.failed} without a readable frame" if result.failed else ""
     ui.info(f"report: {result.page} ({counts})")
@@ -656,12 +716,13 @@ def run(
     codec: CodecOpt = "both",
     name: StoryNameOpt = "base",
     batch_size: BatchOpt = None,
+    pacing: PacingOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """The main job: render-prompts, transitions and movie in sequence, each resuming."""
     from sdmorph.stages.movie import MovieRequest
 
-    loaded = load(ctx, song, profile, scenes, strict)
+    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing)
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
                            scenes=scenes, name=name)
     _run_all(ctx, loaded, request, model=model, device=device, batch_size=batch_size)
