@@ -15,6 +15,7 @@ from sdmorph import __version__
 from sdmorph.cli import ui
 from sdmorph.core.errors import SdmorphError
 from sdmorph.formats.folders import Folders, load_folders
+from sdmorph.render.scheduler_names import SCHEDULER_ALIASES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,7 +24,11 @@ app = typer.Typer(
     help="Turn a song's prompt sheet into a movie that morphs between Stable Diffusion images.\n\n"
     "Workflow: init -> validate -> explore -> render-prompts -> transitions -> movie "
     "(or `run` for the last three). Folders come from .env (media_dir, meta_dir, "
-    "model_cache_dir), the environment, or the global options below.",
+    "model_cache_dir), the environment, or the global options below.\n\n"
+    "Models (tgen_settings.json): model_string is SD 1.x or SDXL ('tiny', 'tiny-xl', hub id, "
+    "folder, .safetensors); scheduler: " + ", ".join(SCHEDULER_ALIASES) + " or a diffusers "
+    "class name; timestep_spacing: trailing for Turbo models; loras: "
+    '[{"path": "style.safetensors", "scale": 0.8}]. Guidance <= 1 skips the negative pass.',
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -41,8 +46,8 @@ ScenesOpt = Annotated[
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", help="Override the profile's model_string ('tiny', hub id, folder, "
-                 ".safetensors file)."),
+    typer.Option("--model", help="Override the profile's model_string ('tiny', 'tiny-xl', hub id, "
+                 "folder, .safetensors file)."),
 ]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="cuda, mps or cpu (default: best available).")
@@ -541,6 +546,8 @@ def movie(
         bool, typer.Option("--clips", help="Also write every transition as its own clip, with "
                            "clips.json (for VJ software).")
     ] = False,
+    beats: BeatsOpt = False,
+    beats_per_transition: BeatsPerTransitionOpt = None,
     profile: ProfileOpt = "default",
     scenes: ScenesOpt = None,
     strict: StrictOpt = False,
@@ -554,9 +561,11 @@ def movie(
     request = MovieRequest(
         name=name, seed=seed, from_plan=from_plan, sequence=sequence, codec=codec, fps=fps,
         quality=quality, hold=hold, smooth=smooth, audio=audio, no_audio=no_audio,
-        fit_audio=fit_audio, clips=clips, profile=profile, scenes=scenes,
+        fit_audio=fit_audio, clips=clips, profile=profile, scenes=scenes, beats=beats,
+        beats_per_transition=beats_per_transition,
     )
-    tables.movie_summary(make_movie(loaded, request, TERMINAL))
+    result = make_movie(loaded, request, TERMINAL)
+    tables.movie_summary(result)
 
 
 @app.command()
@@ -699,6 +708,14 @@ AudioOpt = Annotated[
     Path | None, typer.Option("--audio", help="Audio file (default: <song>.wav/.mp3/.flac/.m4a "
                               "or audio.* in the song's meta folder).")
 ]
+BeatsOpt = Annotated[
+    bool, typer.Option("--beats", help="Land every keyframe on a beat of the audio (each "
+                       "transition a whole number of beats); the movie lasts as long as the audio.")
+]
+BeatsPerTransitionOpt = Annotated[
+    int | None, typer.Option("--beats-per-transition", help="With --beats: the beats every "
+                             "transition lasts (default: nearest its natural length).")
+]
 
 
 @app.command()
@@ -715,6 +732,8 @@ def run(
     audio: AudioOpt = None,
     codec: CodecOpt = "both",
     name: StoryNameOpt = "base",
+    beats: BeatsOpt = False,
+    beats_per_transition: BeatsPerTransitionOpt = None,
     batch_size: BatchOpt = None,
     pacing: PacingOpt = None,
     strict: StrictOpt = False,
@@ -724,7 +743,8 @@ def run(
 
     loaded = _paced(load(ctx, song, profile, scenes, strict), pacing)
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
-                           scenes=scenes, name=name)
+                           scenes=scenes, name=name, beats=beats,
+                           beats_per_transition=beats_per_transition)
     _run_all(ctx, loaded, request, model=model, device=device, batch_size=batch_size)
 
 

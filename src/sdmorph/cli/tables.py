@@ -12,6 +12,7 @@ from sdmorph.cli import ui
 from sdmorph.formats.plan_tables import INTER_FILE, INTRA_FILE, META_FOLDER
 from sdmorph.media.store import FolderInfo
 from sdmorph.stages.adopt import AdoptReport
+from sdmorph.stages.inspect import InspectReport, spark
 from sdmorph.stages.movie import MovieResult
 from sdmorph.stages.status import (
     FOLDER_STATES,
@@ -119,6 +120,7 @@ def status_tables(status: SongStatus) -> list[Table]:
         *_keyframe_tables(status.keyframes),
         *_planned_tables(status),
         *_folder_tables(status.folders),
+        *_smoothness_table(status),
         _story_table(status.stories),
         ("next", ["command"], [[status.next_command]]),
     ]
@@ -238,6 +240,31 @@ def movie_summary(result: MovieResult) -> None:
         ui.info(f"removed stale {_relative(path, result.folder)}")
     for warning in report.warnings:
         ui.warn(warning)
+    _beat_summary(result)
+
+
+def _beat_summary(result: MovieResult) -> None:
+    """With --beats: the tempo, the beats, how near the keyframes are to them, and how the
+    story was fitted to the song."""
+    beats = result.beats
+    if beats is None:
+        return
+    tempo = f"{beats.tempo:.1f} BPM"
+    if beats.fastest > beats.slowest * 1.04:  # a tempo change, not jitter
+        tempo += f" (from {beats.slowest:.0f} to {beats.fastest:.0f})"
+    ui.table("beats", ["", ""], [
+        ("tempo", tempo),
+        ("beats found", beats.beats),
+        ("keyframes on beats", beats.transitions),
+        ("furthest from its beat", f"{beats.max_offset * 1000:.0f} ms"),
+        ("beats played", beats.used_beats),
+    ])
+    if beats.used_beats > beats.natural_beats:
+        ui.info(f"the story is shorter than the song: its transitions stretch from "
+                f"{beats.natural_beats} to {beats.used_beats} beats to end on the last beat")
+    if beats.transitions < beats.story:
+        ui.info(f"the story is longer than the song: it is cut where the song ends, "
+                f"{beats.transitions} of {beats.story} transitions play")
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -261,7 +288,10 @@ def transitions_summary(report: RenderReport) -> None:
     rows = [(label, report.count(status)) for status, label in _SUMMARY_ROWS.items()]
     fps = report.frames / report.seconds if report.seconds else 0.0
     rows = [r for r in rows if r[1]] or [("none", 0)]
-    ui.table("transitions", ["status", "count"], [*rows, ("frames/s", f"{fps:.1f}")])
+    speed = [("frames/s", f"{fps:.1f}")]
+    if report.model_frames:  # steps x 2 with CFG, x 1 at guidance <= 1
+        speed.append(("UNet passes/frame", f"{report.passes_per_frame:.1f}"))
+    ui.table("transitions", ["status", "count"], [*rows, *speed])
     # The first failure is the command's error line: not said twice.
     first_failure = next(iter(report.having("failed")), None)
     for outcome in report.having(*_HINTS):
@@ -282,3 +312,40 @@ def present(report: object) -> None:
         movie_summary(report)
     else:
         raise TypeError(f"no presenter for {type(report).__name__}")
+
+
+# ------------------------------------------------------------------ smoothness
+
+INSPECT_ROWS = 20
+
+
+def _smoothness_table(status: SongStatus) -> list[Table]:
+    """How many transitions jump, from the scores `inspect` cached; where to look. Nothing
+    before `inspect` scored any (status itself never decodes frames)."""
+    jumps = status.jumps
+    if jumps is None or not jumps.scored:
+        return []
+    look = command("inspect", status.song, "")
+    rows = [[f"jump ratio J above {jumps.threshold:g}", f"{jumps.jumpy} of {jumps.scored} "
+             "scored"]]
+    if jumps.unscored:
+        rows.append(["not scored yet", str(jumps.unscored)])
+    rows.append([f"{look} ranks them, jumpiest first", ""])
+    return [("smoothness", ["transitions", "count"], rows)]
+
+
+def inspect_tables(report: InspectReport, limit: int = INSPECT_ROWS) -> list[Table]:
+    """The transitions by jump ratio, jumpiest first: where the jump is, the steps drawn."""
+    rows = [[t.name, t.kind, f"{t.smooth.jump:.2f}", f"{t.smooth.gini:.2f}",
+             f"{t.jump_at[0]:.3f}-{t.jump_at[1]:.3f}", spark(t)]
+            for t in report.ranked]
+    title = (f"{report.song}: {len(report.ranked)} transitions by jump ratio J = max d / "
+             f"median d ({len(report.jumpy)} above {report.threshold:g})")
+    tables: list[Table] = [(title, ["transition", "kind", "J", "Gini", "jump at t",
+                                    "steps d along t"],
+                            _capped(rows, limit) or [["no complete transition yet", "", "",
+                                                      "", "", ""]])]
+    if report.unscored:
+        tables.append(("not scored", ["folder", "why"],
+                       _capped([[f.name, why] for f, why in report.unscored], limit)))
+    return tables

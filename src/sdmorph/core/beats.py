@@ -71,6 +71,7 @@ class BeatPlan:
     total: int  # frames of the movie: the audio's length at the movie's rate
     beats: tuple[int, ...]  # per keyframe (transitions played + 1): the beat it lands on
     frames: tuple[int, ...]  # per keyframe: the frame where its picture first shows
+    spans: tuple[int, ...]  # per transition played: the beats it lasts
     maps: tuple[FrameMap, ...]  # per transition played
     ranges: tuple[tuple[int, int], ...]  # per transition: (first, last) frame in the movie
     max_offset: float  # seconds between a keyframe (the first one aside) and its beat, at most
@@ -117,8 +118,8 @@ def plan_beats(counts: Sequence[int], joins: Sequence[bool], beats: Sequence[flo
     keyframes = [marks[q][1] for q in at]
     maps, ranges = _frame_maps(counts[:len(spans)], joins[:len(spans)], keyframes, hold, total)
     offsets = [abs(float(f / fps) - times[q]) for q, f in zip(at[1:], keyframes[1:], strict=True)]
-    return BeatPlan(total, tuple(marks[q][0] for q in at), tuple(keyframes), tuple(maps),
-                    tuple(ranges), max(offsets), natural, len(counts) - len(spans))
+    return BeatPlan(total, tuple(marks[q][0] for q in at), tuple(keyframes), tuple(spans),
+                    tuple(maps), tuple(ranges), max(offsets), natural, len(counts) - len(spans))
 
 
 def _cut_after(joins: Sequence[bool], i: int) -> bool:

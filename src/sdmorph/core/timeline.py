@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from sdmorph.core.beats import BeatPlan, FrameMap, plan_beats
 from sdmorph.core.errors import MovieError
 
 FRAME_NAME = re.compile(r"frame\d{6}\.png")
@@ -74,6 +75,8 @@ class EncodeOptions:
     audio: Path | None = None
     fit_audio: bool = False  # choose fps so the combined video lasts as long as the audio
     clips: bool = False  # also write one video per transition, plus clips.json
+    beats: tuple[float, ...] | None = None  # the song's beats (s): keyframes land on them
+    beats_per_transition: int | None = None  # with beats: fixed, not each one's natural length
 
 
 
@@ -101,6 +104,19 @@ class Timeline:
     # (first, last) frame in the combined video, its end keyframes' holds included.
     joins: tuple[bool, ...] = ()
     ranges: tuple[tuple[int, int], ...] = ()
+    # Per segment: which of its frames each of its played frames shows (holds, retiming).
+    maps: tuple[FrameMap, ...] = ()
+    beat_plan: BeatPlan | None = None  # with beats: where the keyframes landed
+
+    @property
+    def played(self) -> int:
+        """Segments played: the story's, or fewer when it is cut at the end of the song."""
+        return len(self.ranges)
+
+    def shared(self, index: int) -> int:
+        """Frames segment `index` starts with that the one before already played (its first
+        keyframe's block, when it continues that one)."""
+        return self.maps[index].lead if self.joins[index] else 0
 
     def out_frames(self, frames: int) -> int:
         """Frames a video fed `frames` frames ends up with (more when smoothing)."""
@@ -127,23 +143,47 @@ def build_timeline(segments: Sequence[Segment], opts: EncodeOptions,
     """
     _check_options(opts)
     _check_segments(segments)
-    runs = section_runs(segments)
+    runs = section_runs(segments)  # the whole story's, even where beats cut it
+    if opts.beats is not None:
+        return _beat_timeline(segments, opts, audio_duration)
     joins = continuations(segments)
     counts = [len(s.frames) for s in segments]
     base = sum(counts) - sum(joins)  # each shared meeting frame is played once
     keys = 2 * len(segments) - sum(joins)  # keyframes that get holds
     fps, hold = _rate(base, keys, opts, audio_duration)
     ranges = segment_ranges(counts, hold, joins)
-    # A section video holds its segments' ranges: it opens on the keyframe it shares with
-    # the section before (holds included), or on its own first frame after a cut.
-    sections = tuple(
+    out_fps = _fraction(opts.smooth) if opts.smooth else fps
+    return Timeline(fps, out_fps, hold, base + hold * keys, _sections(runs, ranges),
+                    audio_duration, joins, tuple(ranges),
+                    tuple(FrameMap.natural(n, hold) for n in counts))
+
+
+def _beat_timeline(segments: Sequence[Segment], opts: EncodeOptions,
+                   audio_duration: float | None) -> Timeline:
+    """Keyframes on the song's beats, the movie as long as the audio (core/beats.py)."""
+    if audio_duration is None:
+        raise MovieError("beats need the song's audio length")
+    assert opts.beats is not None
+    fps = _fraction(opts.fps)
+    hold = round(opts.hold * fps)
+    joins = continuations(segments)
+    plan = plan_beats([len(s.frames) for s in segments], joins, opts.beats, fps, hold,
+                      audio_duration, opts.beats_per_transition)
+    played = segments[:plan.played]  # the story cut where the song ends
+    out_fps = _fraction(opts.smooth) if opts.smooth else fps
+    return Timeline(fps, out_fps, hold, plan.total, _sections(section_runs(played), plan.ranges),
+                    audio_duration, joins[:plan.played], plan.ranges, plan.maps, plan)
+
+
+def _sections(runs: Sequence[tuple[int, tuple[int, ...]]],
+              ranges: Sequence[tuple[int, int]]) -> tuple[SectionTimeline, ...]:
+    """A section video holds its segments' ranges: it opens on the keyframe it shares with
+    the section before (holds included), or on its own first frame after a cut."""
+    return tuple(
         SectionTimeline(section, indices, ranges[indices[0]][0],
-                    ranges[indices[-1]][1] - ranges[indices[0]][0] + 1)
+                        ranges[indices[-1]][1] - ranges[indices[0]][0] + 1)
         for section, indices in runs
     )
-    out_fps = _fraction(opts.smooth) if opts.smooth else fps
-    return Timeline(fps, out_fps, hold, base + hold * keys, sections, audio_duration,
-                     joins, tuple(ranges))
 
 
 def segment_ranges(counts: Sequence[int], hold: int,
@@ -196,6 +236,14 @@ def _check_options(opts: EncodeOptions) -> None:
         problems.append(f"smooth must be a positive frame rate, not {opts.smooth}")
     if opts.fit_audio and opts.audio is None:
         problems.append("fit_audio needs an audio file")
+    if opts.beats is not None and opts.audio is None:
+        problems.append("beats need an audio file")
+    if opts.beats is not None and opts.fit_audio:
+        problems.append("--beats and --fit-audio exclude each other: --beats already makes "
+                        "the movie as long as the audio")
+    if opts.beats_per_transition is not None and opts.beats_per_transition < 1:
+        problems.append(f"beats per transition must be 1 or more, not "
+                        f"{opts.beats_per_transition}")
     if opts.quality is not None:
         for codec in sorted(set(opts.codecs) & set(QUALITY_RANGE)):
             low, high = QUALITY_RANGE[codec]

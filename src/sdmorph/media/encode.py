@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from sdmorph.core.beats import FrameMap
 from sdmorph.core.errors import MovieError
 from sdmorph.core.timeline import (
     CONTAINER,
@@ -242,31 +244,31 @@ class _Feeder:
         self.progress = progress
         self.written = 0  # frames written to the combined video
 
-    def segment(self, seg: Segment, first_in_section: bool, joined: bool,
+    def segment(self, seg: Segment, fmap: FrameMap, shared: int, first_in_section: bool,
                 sinks: tuple[list[Ffmpeg], list[Ffmpeg], list[Ffmpeg]]) -> None:
         """Feed one transition; `sinks` are (combined, section, clip) videos.
 
-        A segment `joined` to the one before starts on the frame that one ended on: only
-        clips, and a section video opening on it, repeat it. After a cut every frame plays.
+        `fmap` says which frame each played frame shows (holds and beat retiming included).
+        Its first `shared` played frames were already played by the segment before: only
+        clips, and a section video opening on them, repeat them. Played frames never go
+        backwards, so each frame is decoded once and written as many times as it is played.
         """
         combined, section, clips = sinks
-        last = len(seg.frames) - 1
+        played = fmap.played()
+        to_combined = Counter(played[shared:])
+        to_section = Counter(played if first_in_section else played[shared:])
+        to_clip = Counter(fmap.clip()) if clips else Counter()
         for k, path in enumerate(seg.frames):
-            to_combined = k > 0 or not joined
-            to_section = to_combined or first_in_section
-            if not (to_section or clips):
+            counts = (to_combined[k], to_section[k], to_clip[k])
+            if not any(counts):
                 continue
             data = self.job.read(path)
-            for proc in clips:
-                proc.write(data)
-            copies = 1 + self.job.plan.hold_frames if k in (0, last) else 1
-            if to_section:
-                for proc in section:
-                    proc.write(data, copies)
-            if to_combined:
-                for proc in combined:
-                    proc.write(data, copies)
-                self.written += copies
+            for procs, copies in zip((combined, section, clips), counts, strict=True):
+                if copies:
+                    for proc in procs:
+                        proc.write(data, copies)
+            if counts[0]:
+                self.written += counts[0]
                 if self.progress is not None:
                     self.progress(self.written)
 
@@ -281,6 +283,7 @@ def encode_story(segments: Sequence[Segment], out_dir: Path, name: str,
     """
     opts = opts or EncodeOptions()
     plan = story_timeline(segments, opts)
+    segments = segments[:plan.played]  # with beats, a story longer than the song is cut
     codecs = [codec(c, opts.quality) for c in opts.codecs]
     warnings = tuple(dict.fromkeys(c.warning for c in codecs if c.warning))
     for warning in warnings:
@@ -288,10 +291,8 @@ def encode_story(segments: Sequence[Segment], out_dir: Path, name: str,
     out_dir = Path(out_dir)
     index = None
     if opts.clips:
-        index = build_clip_index(
-            segments, name, float(plan.out_fps), lambda s: plan.out_frames(len(s.frames)),
-            opts.codecs,
-        )
+        index = build_clip_index(segments, name, float(plan.out_fps), _clip_frames(plan, segments),
+                                 opts.codecs)
     try:
         with contextlib.ExitStack() as stack:
             job = _Job(stack, plan, opts, _frame_size(segments[0].frames[0], opts))
@@ -325,12 +326,14 @@ def _feed(job: _Job, segments: Sequence[Segment], out_dir: Path, name: str,
         section = job.open(_section_outputs(out_dir, sec, job, codecs))
         for j, i in enumerate(sec.segments):
             clips = []
+            fmap = job.plan.maps[i]
             if i in clip_files:
                 entry = clip_files[i]
                 clips = job.open([_Output(out_dir / entry.files[c.name], "clip", c,
-                                          len(segments[i].frames), entry.section)
+                                          len(fmap.clip()), entry.section)
                                   for c in codecs])
-            feeder.segment(segments[i], j == 0, job.plan.joins[i], (combined, section, clips))
+            feeder.segment(segments[i], fmap, job.plan.shared(i), j == 0,
+                           (combined, section, clips))
             for proc in clips:
                 proc.close()
             job.reap()
@@ -339,6 +342,15 @@ def _feed(job: _Job, segments: Sequence[Segment], out_dir: Path, name: str,
     for proc in combined:
         proc.close()
 
+
+
+def _clip_frames(plan: Timeline, segments: Sequence[Segment]) -> Callable[[Segment], int]:
+    """Frames of a transition's clip: as played where it first comes in the story (the
+    same transition may be retimed differently elsewhere when keyframes land on beats)."""
+    first: dict[str, int] = {}
+    for i, seg in enumerate(segments):
+        first.setdefault(seg.name, i)
+    return lambda seg: plan.out_frames(len(plan.maps[first[seg.name]].clip()))
 
 
 def story_timeline(segments: Sequence[Segment], opts: EncodeOptions) -> Timeline:

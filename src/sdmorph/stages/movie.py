@@ -23,7 +23,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sdmorph.core.errors import MovieError, Problem, SdmorphError
@@ -54,6 +54,7 @@ from sdmorph.formats.plan_tables import (
     written_by_sdmorph,
 )
 from sdmorph.formats.song import Song, resolver
+from sdmorph.media.beats import Beats, find_beats
 from sdmorph.media.encode import EncodeReport, encode_story, story_timeline
 from sdmorph.media.store import FolderInfo, TransitionStore, complete_pairs
 from sdmorph.stages.plan import open_store
@@ -87,6 +88,8 @@ class MovieRequest:
     clips: bool = False
     profile: str = "default"
     scenes: str | None = None
+    beats: bool = False  # keyframes on the audio's beats
+    beats_per_transition: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,21 @@ class MovieStory:
     source: str  # where the story came from, in words
     input_file: Path | None = None  # the story file it was read from
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BeatSummary:
+    """How `--beats` timed the movie: what was found in the audio, and how well it fits."""
+
+    tempo: float  # beats per minute (median)
+    slowest: float  # the slowest and fastest local tempo
+    fastest: float
+    beats: int  # beats found in the audio
+    max_offset: float  # seconds between a keyframe and its beat, at most
+    transitions: int  # transitions played
+    story: int  # transitions in the story (more when it was cut at the end of the song)
+    natural_beats: int  # beats the played transitions would get at their natural length
+    used_beats: int  # beats they get (more when the story was stretched to the song)
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,7 @@ class MovieResult:
     source: str
     removed: tuple[Path, ...] = ()  # stale section videos and clips removed
     warnings: tuple[str, ...] = ()
+    beats: BeatSummary | None = None  # with --beats
 
     @property
     def frames(self) -> int:
@@ -163,6 +182,25 @@ def find_audio(song: Song, request: MovieRequest) -> Path | None:
     return None
 
 
+def _check_beats(song: Song, request: MovieRequest, audio: Path | None) -> None:
+    """--beats needs audio, and times the movie to it: --fit-audio has nothing left to do."""
+    if request.beats_per_transition is not None and not request.beats:
+        raise MovieError("--beats-per-transition needs --beats")
+    if not request.beats:
+        return
+    if request.fit_audio:
+        raise MovieError("--beats and --fit-audio exclude each other: --beats already makes "
+                         "the movie as long as the audio")
+    if request.beats_per_transition is not None and request.beats_per_transition < 1:
+        raise MovieError(f"--beats-per-transition {request.beats_per_transition}: give 1 or "
+                         "more beats")
+    if audio is None:
+        why = "--no-audio was given" if request.no_audio else (
+            f"no {song.name}.wav/.mp3/.flac/.m4a or audio.* in {song.meta_dir}; give --audio FILE"
+        )
+        raise MovieError(f"--beats needs the song's audio: {why}")
+
+
 def encode_options(song: Song, request: MovieRequest) -> EncodeOptions:
     """The request as encoder options (audio looked up, codecs and rate resolved)."""
     audio = find_audio(song, request)
@@ -171,6 +209,7 @@ def encode_options(song: Song, request: MovieRequest) -> EncodeOptions:
             f"no {song.name}.wav/.mp3/.flac/.m4a or audio.* in {song.meta_dir}; give --audio FILE"
         )
         raise MovieError(f"--fit-audio needs the song's audio: {why}")
+    _check_beats(song, request, audio)
     return EncodeOptions(
         fps=movie_fps(song, request), codecs=codecs_of(request.codec), quality=request.quality,
         hold=request.hold, smooth=request.smooth, audio=audio, fit_audio=request.fit_audio,
@@ -390,7 +429,13 @@ def make_movie(song: Song, request: MovieRequest, listener: Listener = SILENT) -
     story = plan_movie(song, request)
     for warning in story.warnings:
         listener.warn(warning)
+    told = len(story.segments)
+    found = None
+    if request.beats and opts.audio is not None:  # before anything is written
+        found = find_beats(opts.audio)
+        opts = replace(opts, beats=found.times, beats_per_transition=request.beats_per_transition)
     plan = story_timeline(story.segments, opts)
+    story = _played_part(story, plan)
     rows = _with_ranges(story.rows, plan)
     folder = target.parent
     with _story_lock(folder, listener):
@@ -405,7 +450,24 @@ def make_movie(song: Song, request: MovieRequest, listener: Listener = SILENT) -
     for warning in warnings[len(story.warnings):]:
         listener.warn(warning)
     return MovieResult(request.name, folder, tuple(rows), written, report, report.out_fps,
-                       opts.audio, story.source, tuple(removed), tuple(warnings))
+                       opts.audio, story.source, tuple(removed), tuple(warnings),
+                       _beat_summary(found, plan, told))
+
+
+def _played_part(story: MovieStory, plan: Timeline) -> MovieStory:
+    """The story as the movie plays it: cut where the song ends when keyframes are on beats."""
+    if plan.played == len(story.segments):
+        return story
+    return replace(story, rows=story.rows[:plan.played], segments=story.segments[:plan.played])
+
+
+def _beat_summary(found: Beats | None, plan: Timeline, told: int) -> BeatSummary | None:
+    beat_plan = plan.beat_plan
+    if found is None or beat_plan is None:
+        return None
+    return BeatSummary(found.tempo, found.slowest, found.fastest, len(found.times),
+                       beat_plan.max_offset, beat_plan.played, told, beat_plan.natural_beats,
+                       sum(beat_plan.spans))
 
 
 @contextmanager
