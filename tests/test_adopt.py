@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -152,6 +153,7 @@ def test_status_and_adopt(tmp_path: Path) -> None:
     assert len(manifests) == len(folders) - 1  # every complete legacy folder, not the broken one
 
 
+@pytest.mark.slow
 def test_undecodable_legacy_frame_is_incomplete_and_force_renders_anew(tmp_path: Path) -> None:
     import io
 

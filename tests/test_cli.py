@@ -27,10 +27,15 @@ def test_version() -> None:
 
 
 def test_help_lists_commands() -> None:
+    import typer.main
+
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("init", "validate"):
-        assert command in result.stdout
+    names = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"init", "validate", "render-prompts", "transitions", "movie", "status"} <= set(names)
+    listed = {line.split()[1] for line in result.stdout.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 1}
+    assert set(names) <= listed
 
 
 def test_every_subcommand_has_help() -> None:
@@ -41,7 +46,7 @@ def test_every_subcommand_has_help() -> None:
         assert command.help, f"{name} has no help text"
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, name
-        assert "Usage" in result.stdout
+        assert f" {name} [OPTIONS]" in result.stdout.split("\n\n")[0], name
 
 
 def test_init_then_validate(tmp_path: Path) -> None:
@@ -86,13 +91,18 @@ def test_global_options_override_env(tmp_path: Path) -> None:
         env={"meta_dir": "/nonexistent"},
     )
     assert result.exit_code == 0, result.output
+    assert "song: valid" in result.stdout and "64x64" in result.stdout
 
 
 @pytest.mark.parametrize("args", [["--version"], ["validate", "--help"]])
 def test_console_script_runs(args: list[str]) -> None:
     exe = Path(sys.executable).parent / "sdmorph"
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    if args == ["--version"]:
+        assert proc.stdout == f"sdmorph {__version__}\n"
+    else:
+        assert proc.stdout.lstrip().startswith("Usage: sdmorph validate [OPTIONS]")
 
 
 @pytest.mark.parametrize(("extra", "shown"), [({"weird": 1}, "'weird'"),

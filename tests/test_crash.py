@@ -4,7 +4,9 @@ Each command runs as its own process (`python -m sdmorph ...`) on a tiny song an
 interrupted three times (SIGKILL at a random moment or after the k-th output file, and a
 Ctrl-C for the rendering commands) before it may finish; its outputs must then equal those of
 an uninterrupted run, byte for byte. The harness is scripts/crash.py, which runs many more
-kill points: `.venv/bin/python scripts/crash.py --kills 50`.
+kill points: `.venv/bin/python scripts/crash.py --kills 50`. `transitions --pacing even` is
+one of the stages: its probe renders, the t's it chooses from them and its frames must come
+out the same however often it is killed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def kills_for(stage: crash.Stage) -> list[crash.Kill]:
     return [first, crash.Kill("time"), crash.Kill("files")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", crash.STAGES, ids=[s.name for s in crash.STAGES])
 def test_killed_and_rerun_ends_like_an_unbroken_run(
     stage: crash.Stage, references: dict[str, crash.Reference], tmp_path: Path
@@ -66,6 +69,7 @@ def test_the_ctrl_c_check_catches_tracebacks_and_wrong_exit_codes() -> None:
     assert crash.check_interrupted(crash.Kill("time"), 0, "") == ["exit code 0 after SIGKILL"]
 
 
+@pytest.mark.slow
 def test_concurrent_keeps_lose_no_seed(references: dict[str, crash.Reference],
                                        tmp_path: Path) -> None:
     race = crash.keep_race(tmp_path, processes=5, victims=2, rng=random.Random(5),
@@ -74,6 +78,7 @@ def test_concurrent_keeps_lose_no_seed(references: dict[str, crash.Reference],
     assert len(race.kept) >= 3 and race.versions_seen >= 2
 
 
+@pytest.mark.slow
 def test_render_killed_between_manifest_and_marker_is_tidied(
     references: dict[str, crash.Reference], tmp_path: Path
 ) -> None:

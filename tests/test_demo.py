@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
@@ -12,6 +13,7 @@ from sdmorph.media.ffmpeg import probe
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_demo_makes_movies_with_audio(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
@@ -36,4 +38,22 @@ def test_demo_makes_movies_with_audio(tmp_path: Path) -> None:
     status = runner.invoke(app, ["status", "harbour"],
                            env={"media_dir": str(tmp_path / "demo/media"),
                                 "meta_dir": str(tmp_path / "demo/meta")})
-    assert status.exit_code == 0 and "base" in status.stdout
+    assert status.exit_code == 0, status.output
+    rows = table_rows(status.stdout)
+    # The whole story: 11 keyframes and the 6 planned transitions rendered by sdmorph, all
+    # current; one story, "base", with its file, 4 section movies and both combined movies;
+    # nothing to look at, and the next step is only to re-spin a story.
+    assert ["on disk (sdmorph, current settings)", "11"] in rows
+    assert ["rendered (sdmorph)", "6"] in rows
+    assert ["complete", "6", "0"] in rows
+    [base] = [row for row in rows if row[0] == "base"]
+    assert base[1] == "trans_sequence_base.csv" and base[2].startswith("4 (")
+    assert "base_combined.mov" in status.stdout and "base_combined.mp4" in status.stdout
+    assert "to look at" not in status.stdout and "problems" not in status.stdout
+    assert rows[-1] == ["done; re-spin a story with sdmorph movie harbour --seed N -o NAME"]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of each line of the tables `status` draws (wrapped cells stay split)."""
+    return [[cell.strip() for cell in line.strip().strip("│").split("│")]
+            for line in text.splitlines() if line.startswith("│")]

@@ -190,6 +190,7 @@ class _SmallMemoryEngine(Engine):
         return super()._render_batch(frames, job, offset)
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch_and_warns_once(plain: Engine) -> None:
     warnings: list[str] = []
     engine = _SmallMemoryEngine("tiny", device="cpu", on_warning=warnings.append)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -62,6 +63,7 @@ def test_only_and_force(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "comet" in bad.stderr
 
 
+@pytest.mark.slow
 def test_same_image_for_every_batch_size_and_run(tmp_path: Path) -> None:
     write_song(tmp_path, sheet=SHEET, scenes=SCENES)
     invoke(tmp_path, "render-prompts", "song", "--batch-size", "1")
@@ -81,6 +83,7 @@ def test_truncated_png_is_not_mistaken_for_finished(tmp_path: Path) -> None:
     assert path.read_bytes() == good
 
 
+@pytest.mark.slow
 def test_resume_after_kill(tmp_path: Path) -> None:
     """SIGKILL mid-run, run again: the same files as an uninterrupted run, no temp files."""
     write_song(tmp_path / "a", sheet=SHEET, scenes=SCENES)

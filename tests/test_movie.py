@@ -347,6 +347,7 @@ def test_fit_audio_sets_the_rate_to_the_song(tmp_path: Path) -> None:
     assert silent.exit_code == 2 and "--fit-audio" in silent.stderr
 
 
+@pytest.mark.slow
 def test_clips_and_stale_outputs(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--clips")
@@ -587,6 +588,7 @@ def test_sequence_errors_name_the_row(tmp_path: Path, edit: tuple[str, str],
     assert not (tmp_path / "media" / "song" / "stories").exists()
 
 
+@pytest.mark.slow
 def test_from_plan_plays_the_planned_path(tmp_path: Path) -> None:
     full_song(tmp_path)
     planned = invoke(tmp_path, "transitions", "song", "--plan-only", "--seed", "3")
@@ -613,16 +615,26 @@ def test_second_run_of_a_story_waits_for_the_first(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=other_run)
     thread.start()
-    held.wait(10)
-    timer = threading.Timer(0.5, release.set)
-    timer.start()
+    assert held.wait(60)
+    movie = lock.parent / "base_combined.mov"
+    seen_at_release: list[bool] = []
+
+    def let_go() -> None:
+        seen_at_release.append(movie.exists())
+        release.set()
+
+    # A lower bound, so a busy machine cannot break it: the clock starts before the timer,
+    # and a run that waits cannot end before the timer lets the other run go.
     started = time.monotonic()
+    timer = threading.Timer(0.5, let_go)
+    timer.start()
     result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg")
     thread.join()
     assert result.exit_code == 0, result.output
     assert "waiting for another movie run" in result.stdout
     assert time.monotonic() - started >= 0.5
-    assert played(media, lock.parent / "base_combined.mov") == expected(steps)
+    assert seen_at_release == [False]
+    assert played(media, movie) == expected(steps)
 
 
 def test_unreachable_scene_names_the_transitions_set_to_n(tmp_path: Path) -> None:

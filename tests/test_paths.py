@@ -71,6 +71,7 @@ def assert_only_inside(root: Path, before: set[Path]) -> None:
     assert not (root / "escape").exists() and not (root / "media" / "escape").exists()
 
 
+@pytest.mark.slow
 def test_nasty_prompt_names_every_stage(tmp_path: Path) -> None:
     meta, media = nasty_song(tmp_path)
     before = tree(tmp_path)

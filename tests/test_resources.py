@@ -83,6 +83,7 @@ def test_keyframe_folder_is_a_file(tmp_path: Path) -> None:
     assert (media / "prompt_images").read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_transition_folder_is_a_file_keeps_keyframes_and_plan(tmp_path: Path) -> None:
     _, media = song(tmp_path)
     (media / "transition_images").write_text("not a folder")
@@ -142,6 +143,7 @@ def test_disk_full_while_writing_the_plan(tmp_path: Path,
     no_temp_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_disk_full_while_rendering_transitions(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _, media = song(tmp_path)
@@ -225,6 +227,7 @@ def test_model_that_does_not_load(tmp_path: Path, model: str) -> None:
 # ---------------------------------------------------------------- out of memory
 
 
+@pytest.mark.slow
 def test_out_of_memory_retries_with_smaller_batches(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _, media = song(tmp_path)
@@ -249,6 +252,7 @@ def test_out_of_memory_retries_with_smaller_batches(tmp_path: Path,
     assert sizes[0] == 8 and max(s for s in sizes if s <= 4) == 4
 
 
+@pytest.mark.slow
 def test_out_of_memory_on_one_frame_is_one_line(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     song(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -25,6 +26,7 @@ def media(root: Path) -> Path:
     return root / "media" / "song"
 
 
+@pytest.mark.slow
 def test_run_renders_everything_and_passes_options_through(tmp_path: Path) -> None:
     write_song(tmp_path)
     result = invoke(tmp_path, "run", "song", "--fps", "5", "--codec", "mjpeg")
@@ -62,6 +64,7 @@ def test_bad_movie_options_fail_before_rendering(tmp_path: Path) -> None:
         assert not (media(tmp_path) / "transition_images").exists()
 
 
+@pytest.mark.slow
 def test_old_scripts_story_under_the_default_name_stops_run_before_rendering(
         tmp_path: Path) -> None:
     write_song(tmp_path)
@@ -78,6 +81,7 @@ def test_old_scripts_story_under_the_default_name_stops_run_before_rendering(
     assert old.read_text().startswith(",path_section")  # the old story is untouched
 
 
+@pytest.mark.slow
 def test_unrendered_planned_transition_stops_run_before_the_movie(tmp_path: Path) -> None:
     write_song(tmp_path)
     # An old scripts' folder for a planned transition (seeds of 4 digits: the legacy name is
@@ -103,6 +107,7 @@ def test_unrendered_planned_transition_stops_run_before_the_movie(tmp_path: Path
 
 
 
+@pytest.mark.slow
 def test_stale_transition_stops_run_naming_it_once(tmp_path: Path) -> None:
     write_song(tmp_path)
     assert invoke(tmp_path, "run", "song", "--codec", "mjpeg").exit_code == 0

@@ -635,6 +635,7 @@ with store.lock(ImageId("luna", 5842234013956479), ImageId("sun", 7771234)) as g
 """
 
 
+@pytest.mark.slow
 def test_lock_across_processes_released_when_holder_is_killed(
     store: TransitionStore, media: Path
 ) -> None:

@@ -57,9 +57,11 @@ def _generate(pipe: StableDiffusionPipeline) -> np.ndarray:
 def test_builds_identically_fast_and_leaves_the_callers_rng_alone() -> None:
     torch.manual_seed(1234)
     before = torch.get_rng_state()
-    start = time.perf_counter()
+    # CPU time of this process, not wall-clock time: other processes on a busy machine do
+    # not stretch it.
+    start = time.process_time()
     first = tiny._build_components()
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     second = tiny._build_components()
     assert _digest(first) == _digest(second)
     assert torch.equal(torch.get_rng_state(), before)
@@ -119,6 +121,7 @@ def test_controlnet_variant_uses_unipc_and_a_matching_controlnet() -> None:
     assert all(block.weight.abs().sum() > 0 for block in pipe.controlnet.controlnet_down_blocks)
 
 
+@pytest.mark.slow
 def test_saved_tiny_model_reloads_offline_and_renders_the_same(
     pipe: StableDiffusionPipeline, tmp_path: Path
 ) -> None:

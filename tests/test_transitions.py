@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -35,6 +36,7 @@ def pixels(path: Path) -> bytes:
         return image.convert("RGB").tobytes()
 
 
+@pytest.mark.slow
 def test_plan_only_writes_old_columns_and_keeps_compute_n(tmp_path: Path) -> None:
     write_song(tmp_path, settings=FRAME_SETTINGS)
     result = invoke(tmp_path, "transitions", "song", "--plan-only")
@@ -63,6 +65,7 @@ def test_plan_only_writes_old_columns_and_keeps_compute_n(tmp_path: Path) -> Non
                                             "--plan-only").stdout
 
 
+@pytest.mark.slow
 def test_plan_is_reproducible_by_seed(tmp_path: Path) -> None:
     write_song(tmp_path, settings=FRAME_SETTINGS)
     gen = tmp_path / "media/song/story/trans_sequence_gen.csv"
@@ -81,6 +84,7 @@ def test_impossible_plan_names_the_scene(tmp_path: Path) -> None:
     assert "luna" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_render_endpoints_equal_keyframes_and_skip_compute_n(tmp_path: Path) -> None:
     write_song(tmp_path, settings=FRAME_SETTINGS)
     media = tmp_path / "media" / "song"
@@ -120,6 +124,7 @@ def run_cli(root: Path, *args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_identical_frames(tmp_path: Path) -> None:
     settings = {"default": {**SETTINGS["default"], "interpolation_steps": 12}}
     for name in ("a", "b"):
@@ -143,6 +148,7 @@ def test_resume_after_kill_gives_identical_frames(tmp_path: Path) -> None:
     assert not list(base.glob("*/.sdmorph-partial.json"))
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_work(tmp_path: Path) -> None:
     settings = {"default": {**SETTINGS["default"], "interpolation_steps": 10}}
     write_song(tmp_path, settings=settings)
@@ -164,6 +170,7 @@ def test_two_processes_split_the_work(tmp_path: Path) -> None:
         assert json.loads((folder / "manifest.json").read_text())["complete"]
 
 
+@pytest.mark.slow
 def test_settings_change_marks_stale_and_force_rerenders(tmp_path: Path) -> None:
     write_song(tmp_path, settings=FRAME_SETTINGS)
     assert invoke(tmp_path, "transitions", "song").exit_code == 0
@@ -195,6 +202,7 @@ def summary_count(output: str, label: str) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_compute_n_survives_a_plan_without_the_pair(tmp_path: Path) -> None:
     write_song(tmp_path, settings=FRAME_SETTINGS)
     media = tmp_path / "media" / "song"
@@ -227,6 +235,7 @@ def test_compute_n_survives_a_plan_without_the_pair(tmp_path: Path) -> None:
     assert not (media / "transition_images" / skipped).exists()
 
 
+@pytest.mark.slow
 def test_a_failed_transition_is_listed_and_the_others_render(tmp_path: Path) -> None:
     from sdmorph.core.ids import ImageId
     from sdmorph.media.store import TransitionStore
@@ -255,6 +264,7 @@ def test_a_failed_transition_is_listed_and_the_others_render(tmp_path: Path) -> 
         assert image.text["path_rendered"] == "4 of 5"  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_batch_size_it_began_with(tmp_path: Path) -> None:
     settings = {"default": {**SETTINGS["default"], "interpolation_steps": 9}}
     for name in ("a", "b"):
