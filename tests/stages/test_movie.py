@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from fakes import full_disk_ffmpeg
 from sdmorph.cli.app import app
 from sdmorph.core.errors import MovieError
 from sdmorph.core.ids import ImageId, transition_name
@@ -38,7 +39,6 @@ from sdmorph.stages.movie import (
     plan_movie,
 )
 from songs import SETTINGS, env_for, write_song
-from test_video import full_disk_ffmpeg
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 runner = CliRunner()

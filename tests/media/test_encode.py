@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import shlex
 import struct
 import subprocess
 import wave
@@ -16,10 +14,10 @@ import psutil
 import pytest
 from PIL import Image
 
+from fakes import full_disk_ffmpeg
 from sdmorph.core.errors import MovieError
 from sdmorph.core.timeline import EncodeOptions, Segment
 from sdmorph.formats.clips import read_clips_json
-from sdmorph.media import ffmpeg as ffmpeg_module
 from sdmorph.media.encode import encode_story as encode
 from sdmorph.media.encode import story_timeline
 from sdmorph.media.ffmpeg import probe, song_duration
@@ -407,34 +405,6 @@ def test_ffmpeg_failure_reports_its_words_and_keeps_old_movies(tmp_path: Path) -
     assert "\n" not in message and "channel" in message  # the cause, not the aftermath
     assert message.startswith(f"{out / 'base_combined.mov'}: ffmpeg failed (exit code ")
     assert_untouched(out, files)
-
-
-# What ffmpeg says when the disk fills while it writes a movie (its exit code is 228).
-FULL_DISK = """[mov @ 0x55d0c0a1b2c0] av_interleaved_write_frame(): No space left on device
-[out#0/mov @ 0x55d0c0a1a000] Error writing trailer: No space left on device
-[out#0/mov @ 0x55d0c0a1a000] Error closing file: No space left on device
-"""
-
-
-def full_disk_ffmpeg(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put an ffmpeg in front of the real one whose encodes fail as on a full disk.
-
-    Encodes (raw frames on stdin) read every frame, then print FULL_DISK and exit 228;
-    everything else (probing, listing encoders) runs the real ffmpeg.
-    """
-    fake = folder / "full-disk-ffmpeg"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" rawvideo "*)\n'
-        f"  cat >/dev/null; printf '%s' {shlex.quote(FULL_DISK)} >&2; exit 228;;\n"
-        "esac\n"
-        f'exec {shlex.quote(FFMPEG)} "$@"\n'
-    )
-    fake.chmod(0o755)
-    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(fake))
-    # video caches the binary's path: a fresh cache for this test, the old one back after.
-    monkeypatch.setattr(ffmpeg_module, "ffmpeg_exe",
-                        functools.lru_cache(maxsize=1)(ffmpeg_module.ffmpeg_exe.__wrapped__))
 
 
 def test_full_disk_is_one_plain_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
