@@ -36,7 +36,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from PIL import Image, ImageDraw
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from sdmorph.core.vocabulary import (
     COLOURS,
@@ -48,7 +48,7 @@ from sdmorph.core.vocabulary import (
     Thing,
     parse_caption,
 )
-from sdmorph.render.tiny import PNDM_CONFIG, bpe_tokenizer
+from sdmorph.render.tiny import PNDM_CONFIG, bpe_tokenizer, clip_text_encoder
 
 SEED = 21
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny"
@@ -312,20 +312,7 @@ def build_vae() -> AutoencoderKL:
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=TEXT_DIM,
-        intermediate_size=2 * TEXT_DIM,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=MAX_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_act="quick_gelu",
-        projection_dim=TEXT_DIM,
-    )
-    return CLIPTextModel(config)
+    return clip_text_encoder(tokenizer, TEXT_DIM, 2 * TEXT_DIM)
 
 
 def build_unet() -> UNet2DConditionModel:

@@ -113,7 +113,7 @@ def _build_components() -> dict[str, object]:
     tokenizer = _build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        text_encoder = _text_encoder(len(tokenizer), tokenizer)
+        text_encoder = clip_text_encoder(tokenizer)
         unet = _unet()
         vae = _vae()
         controlnet = _controlnet(unet)
@@ -129,11 +129,13 @@ def _build_components() -> dict[str, object]:
     }
 
 
-def _text_encoder(vocab_size: int, tokenizer: CLIPTokenizer) -> CLIPTextModel:
+def clip_text_encoder(tokenizer: CLIPTokenizer, width: int = TEXT_DIM,
+                      intermediate: int = 64) -> CLIPTextModel:
+    """A small CLIP text encoder (2 layers, 4 heads) for `tokenizer`'s vocabulary."""
     config = CLIPTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=TEXT_DIM,
-        intermediate_size=64,
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=intermediate,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=MAX_LENGTH,
@@ -141,7 +143,7 @@ def _text_encoder(vocab_size: int, tokenizer: CLIPTokenizer) -> CLIPTextModel:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         hidden_act="quick_gelu",
-        projection_dim=TEXT_DIM,
+        projection_dim=width,
     )
     return CLIPTextModel(config)
 
