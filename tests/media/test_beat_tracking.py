@@ -30,6 +30,9 @@ from sdmorph.media.ffmpeg import probe
 from sdmorph.media.store import TransitionManifest
 from songs import SETTINGS, env_for, write_song
 
+# librosa compiles its numba code on first use in each process: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 RATE = 22050
 runner = CliRunner()

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import pytest
 from markupsafe import escape
 from PIL import Image
+from test_status import SHEET_MOON, build_old_song, legacy, load, png
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
@@ -23,7 +24,6 @@ from sdmorph.formats.song import Song
 from sdmorph.media.previews import PREVIEW_FRAMES, PREVIEW_SIDE
 from sdmorph.stages.report import gather_report, render_page, write_report
 from songs import SCENES, SETTINGS, SHEET, env_for, write_song
-from test_status import SHEET_MOON, build_old_song, legacy, load, png
 
 runner = CliRunner()
 EXE = Path(sys.executable).parent / "sdmorph"
@@ -254,6 +254,7 @@ def test_a_folder_whose_frames_do_not_decode_has_no_preview(tmp_path: Path) -> N
     assert "previews/" not in page.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_two_thousand_transitions_write_in_seconds_once_previews_exist(tmp_path: Path) -> None:
     sheet = "name,prompt,seeds\n" + "".join(f"p{i},prompt {i},{1000 + i}\n" for i in range(50))
     song = load(*write_song(tmp_path, sheet=sheet, scenes=",scene,duration,section\n0,p0,0,1\n"))
@@ -320,6 +321,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _RENDERED["media"]
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_page_then_reuses_previews(rendered: Path) -> None:
     root = rendered.parent.parent
     first = sdmorph(root, "report", "song")
@@ -335,6 +337,7 @@ def test_the_command_writes_the_page_then_reuses_previews(rendered: Path) -> Non
     assert "done; re-spin a story with sdmorph movie song --seed N -o NAME" in text
 
 
+@pytest.mark.slow
 def test_the_command_writes_elsewhere_with_o_and_refuses_foreign_pages(rendered: Path,
                                                                        tmp_path: Path) -> None:
     root = rendered.parent.parent

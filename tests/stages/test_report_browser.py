@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
 from test_report import SCRIPT, rendered, sdmorph  # noqa: F401 - `rendered` is a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,6 +26,9 @@ from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+
+# Starts Chromium.
+pytestmark = pytest.mark.slow
 
 WAIT_S = 30
 
