@@ -16,6 +16,8 @@ from pydantic_core import ErrorDetails
 from sdmorph.core.errors import Problem, SongError
 
 SETTINGS_FILE = "tgen_settings.json"
+Pacing = Literal["linear", "even"]
+PACINGS: tuple[Pacing, ...] = ("linear", "even")
 DEFAULT_MODEL = "runwayml/stable-diffusion-v1-5"
 
 # Keys the old scripts wrote at the top level of a profile, plus sdmorph's own.
@@ -23,6 +25,7 @@ PROFILE_KEYS = {
     "res_height", "res_width", "interpolation_steps", "model_string", "controlnet_string",
     "seed_delimiter", "inference_steps", "mask_image", "cnet_image", "pipe_kwargs", "song_name",
     "guidance_scale", "scheduler", "noise", "fps", "batch_size", "dtype",
+    "loras", "timestep_spacing", "pacing",
 }
 # pipe_kwargs sdmorph understands; any other is kept, warned about, and not passed on.
 PIPE_KEYS = {
@@ -40,6 +43,21 @@ _WRITTEN_AS: dict[str, tuple[str, ...]] = {
     "control_guidance_start": ("pipe_kwargs.control_guidance_start",),
     "control_guidance_end": ("pipe_kwargs.control_guidance_end",),
 }
+
+
+class LoraSpec(BaseModel):
+    """One LoRA of a profile: a local file (relative paths: from the song's metadata folder)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
+
+    path: str = Field(min_length=1)
+    scale: float = 1.0
+
+    def resolved(self, song_folder: Path) -> Path:
+        """Where the file is: a relative path is read from the song's folder, so a song
+        folder copied to another machine (rsync of meta_dir) keeps finding its LoRAs."""
+        path = Path(self.path).expanduser()
+        return path if path.is_absolute() else song_folder / path
 
 
 class Profile(BaseModel):
@@ -66,6 +84,13 @@ class Profile(BaseModel):
     fps: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
     dtype: Literal["float16", "float32", "bfloat16"] | None = None
+    # Where a transition's frames lie along t: "linear" evenly spaced t (the old scripts'),
+    # "even" so that consecutive frames differ about equally (probe renders, see
+    # sdmorph.core.pacing).
+    pacing: Pacing = "linear"
+    loras: tuple[LoraSpec, ...] = ()
+    # Turbo models need "trailing"; unset keeps the model's own scheduler configuration.
+    timestep_spacing: Literal["leading", "trailing", "linspace"] | None = None
 
     @property
     def controlnet(self) -> bool:
@@ -190,6 +215,9 @@ def _profile_values(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]
         "fps": raw.get("fps"),
         "batch_size": raw.get("batch_size"),
         "dtype": raw.get("dtype"),
+        "loras": raw.get("loras"),
+        "timestep_spacing": raw.get("timestep_spacing"),
+        "pacing": raw.get("pacing"),
     }
     return {key: value for key, value in picks.items() if value is not None}
 

@@ -3,6 +3,10 @@
 Plain songs: `StableDiffusionPipeline`, float16 on CUDA, the model's own scheduler.
 ControlNet songs: `StableDiffusionControlNetPipeline`, float32 (the engine runs it under CUDA
 autocast), `UniPCMultistepScheduler` built from the model's scheduler config.
+SDXL models (told by their files, `sources.model_family`): `StableDiffusionXLPipeline`, and
+`StableDiffusionXLControlNetPipeline` with an SDXL ControlNet; the same dtype rules, with the
+VAE kept in float32 where the model says float16 overflows it (SDXL's `force_upcast`).
+LoRAs are loaded through diffusers' LoRA API and fused into the weights before rendering.
 Loading never hangs on a missing network: the local cache is tried first, the hub only when
 that fails and HF_HUB_OFFLINE is not set; every failure is one `ModelError` line.
 """
@@ -16,7 +20,7 @@ import os
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -25,6 +29,8 @@ from diffusers import (
     DiffusionPipeline,
     StableDiffusionControlNetPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetPipeline,
+    StableDiffusionXLPipeline,
     UniPCMultistepScheduler,
 )
 from diffusers.utils import deprecation_utils
@@ -32,9 +38,19 @@ from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hub_constants
 
 from sdmorph.core.errors import ModelError
-from sdmorph.render.schedulers import scheduler_class
-from sdmorph.render.sources import SINGLE_FILE_SUFFIXES, TINY, looks_like_path
+from sdmorph.render.schedulers import make_scheduler
+from sdmorph.render.sources import (
+    SD1,
+    SDXL,
+    SINGLE_FILE_SUFFIXES,
+    TINY,
+    TINY_XL,
+    combination_problems,
+    looks_like_path,
+    model_family,
+)
 from sdmorph.render.tiny import build_tiny_controlnet, build_tiny_pipeline
+from sdmorph.render.tiny_xl import build_tiny_xl_controlnet, build_tiny_xl_pipeline
 
 # Newer diffusers renamed from_pretrained's torch_dtype to dtype and warn on the old name.
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
@@ -49,38 +65,109 @@ def load_pipeline(
     device: str = "cpu",
     scheduler: str | None = None,
     dtype: str | None = None,
+    timestep_spacing: str | None = None,
+    loras: Sequence[tuple[Path, float]] = (),
 ) -> DiffusionPipeline:
     """Build the pipeline for `model` (+ `controlnet`) on `device`, ready to render.
 
-    `model`/`controlnet`: "tiny", a diffusers folder, a .safetensors/.ckpt file or a hub id.
-    `dtype`: "float16"/"float32" to override the recipe (float16 only for plain CUDA songs).
+    `model`/`controlnet`: "tiny", "tiny-xl", a diffusers folder, a .safetensors/.ckpt file or a
+    hub id. `dtype`: "float16"/"float32" to override the recipe (float16 only for plain CUDA
+    songs). `loras`: (file, scale) pairs, fused into the model in this order.
     """
-    if controlnet == TINY and model != TINY:
-        raise ModelError(
-            f"controlnet 'tiny' only fits model 'tiny', not '{model}'; "
-            "set controlnet_string to a ControlNet made for that model"
-        )
+    if controlnet in (TINY, TINY_XL):
+        refused = combination_problems(model, controlnet)
+        if refused:
+            raise ModelError(f"{refused[0]}; set controlnet_string to a ControlNet made for "
+                             "that model")
     torch_dtype = pick_dtype(device, controlnet is not None, dtype)
-    scheduler_cls = scheduler_class(scheduler) if scheduler else None
     pipe = _load_base(model, cache_dir, torch_dtype)
+    _fuse_loras(pipe, loras)
     if controlnet is not None:
-        cnet = _load_controlnet(controlnet, cache_dir, torch_dtype)
-        pipe = StableDiffusionControlNetPipeline(
-            **_sd_components(pipe), controlnet=cnet, requires_safety_checker=False
-        )
-        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
-    if scheduler_cls is not None:
-        pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
-    pipe.safety_checker = None
+        pipe = _with_controlnet(pipe, model, controlnet, cache_dir, torch_dtype)
+    pipe.scheduler = _scheduler(pipe, scheduler, timestep_spacing)
+    if hasattr(pipe, "safety_checker"):
+        pipe.safety_checker = None
     pipe.set_progress_bar_config(disable=True)
     try:
         _cast(pipe, torch_dtype)
+        _upcast_vae(pipe)
         pipe.to(device)
     except (RuntimeError, ValueError) as exc:
         raise ModelError(
             f"model '{model}': could not move it to {device}: {_first_line(exc)}"
         ) from exc
     return pipe
+
+
+def pipeline_family(pipe: DiffusionPipeline) -> str:
+    """SDXL for pipelines with SDXL's second text encoder, else SD1."""
+    return SDXL if getattr(pipe, "text_encoder_2", None) is not None else SD1
+
+
+def _scheduler(pipe: DiffusionPipeline, name: str | None, spacing: str | None) -> object:
+    try:
+        return make_scheduler(name, pipe.scheduler, spacing)
+    except (ValueError, TypeError) as exc:  # a config the chosen class cannot take
+        raise ModelError(f"scheduler '{name}': {_first_line(exc)}") from exc
+
+
+def _with_controlnet(pipe: DiffusionPipeline, model: str, controlnet: str,
+                     cache_dir: Path | None, dtype: torch.dtype) -> DiffusionPipeline:
+    """The base pipeline's parts plus the ControlNet, UniPC as in the old scripts."""
+    cnet = _load_controlnet(controlnet, cache_dir, dtype)
+    ours = pipeline_family(pipe)
+    theirs = SDXL if cnet.config.get("addition_embed_type") == "text_time" else SD1
+    if ours != theirs:
+        names = {SD1: "SD 1.x", SDXL: "SDXL"}
+        raise ModelError(f"controlnet '{controlnet}' is an {names[theirs]} ControlNet and model "
+                         f"'{model}' is {names[ours]}: use a ControlNet made for {names[ours]}")
+    if ours == SDXL:
+        pipe = StableDiffusionXLControlNetPipeline(
+            **_xl_components(pipe), controlnet=cnet, add_watermarker=False,
+            force_zeros_for_empty_prompt=pipe.config.get("force_zeros_for_empty_prompt", True),
+        )
+    else:
+        pipe = StableDiffusionControlNetPipeline(
+            **_sd_components(pipe), controlnet=cnet, requires_safety_checker=False
+        )
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    return pipe
+
+
+def _fuse_loras(pipe: DiffusionPipeline, loras: Sequence[tuple[Path, float]]) -> None:
+    """Load each LoRA file, then fuse them all at their scales and drop the adapters: fused
+    weights cost nothing per step, unlike LoRA layers evaluated at every UNet pass."""
+    if not loras:
+        return
+    names = [f"sdmorph_lora_{k}" for k in range(len(loras))]
+    for name, (path, _) in zip(names, loras, strict=True):
+        try:
+            pipe.load_lora_weights(str(path), adapter_name=name)
+        except Exception as exc:  # diffusers/peft raise many kinds for a file that does not fit
+            raise ModelError(f"lora '{path}': {_lora_hint(exc)}") from exc
+    try:
+        pipe.set_adapters(names, adapter_weights=[scale for _, scale in loras])
+        pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+        pipe.unload_lora_weights()
+    except Exception as exc:
+        raise ModelError(f"loras could not be fused: {_first_line(exc)}") from exc
+
+
+def _lora_hint(exc: BaseException) -> str:
+    if "PEFT" in str(exc) or isinstance(exc, ImportError):
+        return "LoRAs need the peft package: pip install peft"
+    return f"did not load as a LoRA for this model ({_first_line(exc)})"
+
+
+def _upcast_vae(pipe: DiffusionPipeline) -> None:
+    """SDXL's VAE overflows in float16 (its config says force_upcast): keep it in float32,
+    as diffusers' SDXL pipeline does for every decode. SD 1.x pipelines never upcast (their
+    VAEs carry force_upcast too, by default), so their float16 recipe stays as it was."""
+    vae = pipe.vae
+    if pipeline_family(pipe) != SDXL:
+        return
+    if vae.dtype == torch.float16 and vae.config.get("force_upcast", False):
+        torch.nn.Module.to(vae, dtype=torch.float32)
 
 
 def pick_dtype(device: str, is_controlnet: bool, requested: str | None = None) -> torch.dtype:
@@ -146,11 +233,35 @@ def _sd_components(pipe: DiffusionPipeline) -> dict[str, object]:
     return parts
 
 
+def _xl_components(pipe: DiffusionPipeline) -> dict[str, object]:
+    keys = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet",
+            "scheduler", "feature_extractor", "image_encoder")
+    return {key: getattr(pipe, key, None) for key in keys}
+
+
 def _load_base(model: str, cache_dir: Path | None, dtype: torch.dtype) -> DiffusionPipeline:
     if model == TINY:
         return build_tiny_pipeline()
+    if model == TINY_XL:
+        return build_tiny_xl_pipeline()
+    if _family(model, cache_dir) == SDXL:
+        kwargs: dict[str, object] = {_DTYPE_KWARG: dtype, "add_watermarker": False}
+        return _load(StableDiffusionXLPipeline, model, "model", cache_dir, kwargs)
     kwargs = {_DTYPE_KWARG: dtype, "safety_checker": None, "requires_safety_checker": False}
     return _load(StableDiffusionPipeline, model, "model", cache_dir, kwargs)
+
+
+def _family(model: str, cache_dir: Path | None) -> str:
+    """The model's family from its files; a hub id not cached yet: from its model_index.json
+    (a small download, when online). Unknown (a .ckpt): SD 1.x, as before SDXL support."""
+    found = model_family(model, cache_dir)
+    if found is None and not looks_like_path(model) and not _offline():
+        with contextlib.suppress(Exception):  # unreachable hub: loading says it in one line
+            from huggingface_hub import hf_hub_download
+
+            hf_hub_download(model, "model_index.json", cache_dir=cache_dir)
+            found = model_family(model, cache_dir)
+    return found or SD1
 
 
 def _load_controlnet(
@@ -158,6 +269,8 @@ def _load_controlnet(
 ) -> ControlNetModel:
     if controlnet == TINY:
         return build_tiny_controlnet()
+    if controlnet == TINY_XL:
+        return build_tiny_xl_controlnet()
     return _load(ControlNetModel, controlnet, "controlnet", cache_dir, {_DTYPE_KWARG: dtype})
 
 

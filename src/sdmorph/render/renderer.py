@@ -29,8 +29,16 @@ from sdmorph.formats.song import Song
 from sdmorph.media.masks import crossfade, find_mask, load_mask, to_control
 from sdmorph.render.engine import Engine, FrameInput
 
+_STEP_NOISE_KEPT = 8
 # zlib level 1 writes PNGs several times faster than Pillow's default, ~10% larger.
 PNG_LEVEL = 1
+
+
+def _lerp_or_none(a: np.ndarray | None, b: np.ndarray | None, t: float) -> np.ndarray | None:
+    """SDXL's pooled embeddings move with the token embeddings (None for SD 1.x)."""
+    if a is None or b is None:
+        return None
+    return np.asarray(lerp(a, b, t), dtype=np.float32)
 
 
 def png_info(text: dict[str, Any]) -> PngInfo:
@@ -49,6 +57,7 @@ class Renderer:
     model: str
     noise_source: str
     _noise: dict[int, np.ndarray] = field(default_factory=dict)
+    _step_noise: dict[int, np.ndarray] = field(default_factory=dict)
     _masks: dict[str, Image.Image] = field(default_factory=dict)
     _keyframes: dict[ImageId, Image.Image] = field(default_factory=dict)
 
@@ -62,8 +71,11 @@ class Renderer:
 
     @property
     def engine_facts(self) -> recipe.EngineFacts:
-        return recipe.EngineFacts(scheduler=self.engine.scheduler_name, noise=self.noise_source,
-                                  dtype=str(self.engine.dtype).replace("torch.", ""))
+        engine = self.engine
+        return recipe.EngineFacts(scheduler=engine.scheduler_name, noise=self.noise_source,
+                                  dtype=str(engine.dtype).replace("torch.", ""),
+                                  family=engine.family, scheduler_options=engine.scheduler_options,
+                                  step_noise="seeds" if engine.stochastic else None)
 
     def settings(self) -> dict[str, Any]:
         """What every image of this run shares (part of each recipe)."""
@@ -86,10 +98,33 @@ class Renderer:
             self._noise[seed] = self.engine.noise(seed, self.noise_source, self.width, self.height)
         return self._noise[seed]
 
-    def _embeds(self, image: ImageId) -> tuple[np.ndarray, np.ndarray]:
+    def step_noise(self, seed: int) -> np.ndarray | None:
+        """The seed's own per-step noise for stochastic samplers (None: deterministic one)."""
+        if not self.engine.stochastic:
+            return None
+        if seed not in self._step_noise:
+            # steps x the initial noise's size per seed (13 MB for 50 steps of SDXL at 1024):
+            # keep only the latest few, a transition needs two.
+            while len(self._step_noise) >= _STEP_NOISE_KEPT:
+                self._step_noise.pop(next(iter(self._step_noise)))
+            self._step_noise[seed] = self.engine.step_noise(
+                seed, self.noise_source, self.width, self.height,
+                self.song.profile.num_inference_steps)
+        return self._step_noise[seed]
+
+    def _step_noise_at(self, a: int, b: int, t: float) -> np.ndarray | None:
+        """Each step's noise slerped between the two seeds like the initial noise, so a
+        stochastic sampler's frames change as smoothly as a deterministic one's."""
+        noise_a, noise_b = self.step_noise(a), self.step_noise(b)
+        if noise_a is None or noise_b is None:
+            return None
+        steps = [slerp(x, y, t) for x, y in zip(noise_a, noise_b, strict=True)]
+        return np.asarray(steps, dtype=np.float32).reshape(noise_a.shape)
+
+    def _embeds(self, image: ImageId) -> tuple[np.ndarray, ...]:
+        """cond, uncond and (SDXL only, else None) their pooled embeddings."""
         prompt = self.song.prompt_of(image)
-        cond, uncond = self.engine.encode([prompt.prompt, self.song.negative(prompt)])
-        return cond, uncond
+        return self.engine.embed(prompt.prompt, self.song.negative(prompt))
 
     def _mask(self, image: ImageId) -> Image.Image | None:
         if not self.song.profile.controlnet:
@@ -106,8 +141,8 @@ class Renderer:
 
     def frame_input(self, a: ImageId, b: ImageId, t: float) -> FrameInput:
         """The inputs of the frame at t between a and b (t=0 is exactly a's keyframe)."""
-        cond_a, uncond_a = self._embeds(a)
-        cond_b, uncond_b = self._embeds(b)
+        cond_a, uncond_a, pooled_a, upooled_a = self._embeds(a)
+        cond_b, uncond_b, pooled_b, upooled_b = self._embeds(b)
         pa, pb = self.song.prompt_of(a), self.song.prompt_of(b)
         control = None
         scale = 1.0
@@ -121,6 +156,9 @@ class Renderer:
             uncond=np.asarray(lerp(uncond_a, uncond_b, t), dtype=np.float32),
             guidance=float(lerp(self.song.guidance(pa), self.song.guidance(pb), t)),
             control=control, cnet_scale=scale,
+            pooled=_lerp_or_none(pooled_a, pooled_b, t),
+            uncond_pooled=_lerp_or_none(upooled_a, upooled_b, t),
+            step_noise=self._step_noise_at(a.seed, b.seed, t),
         )
 
     def render(self, inputs: Sequence[FrameInput]) -> list[Image.Image]:
@@ -262,7 +300,9 @@ def open_renderer(song: Song, *, model: str | None = None, device: str | None = 
     profile = song.profile
     name = model or profile.model_string
     if engine is None:
+        loras = [(lora.resolved(song.meta_dir), lora.scale) for lora in profile.loras]
         engine = Engine(name, profile.controlnet_string, device=device, cache_dir=cache_dir,
-                        scheduler=profile.scheduler, compile=compile, dtype=profile.dtype)
+                        scheduler=profile.scheduler, compile=compile, dtype=profile.dtype,
+                        timestep_spacing=profile.timestep_spacing, loras=loras)
     noise = profile.noise or ("cuda" if engine.device.startswith("cuda") else "cpu")
     return Renderer(song, engine, model=name, noise_source=noise)
