@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -155,12 +154,11 @@ def test_plan_picture_is_a_png(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["plan.png"]
 
 
-def test_large_plan_picture_stays_fast(tmp_path: Path) -> None:
+def test_large_plan_picture_stays_bounded(tmp_path: Path) -> None:
+    # How long it takes is measured by the benchmarks (plan_only_200x30), not asserted here.
     scenes = song(200, 30)
     paths = plan_paths(scenes, 0, 30)
     exists = {frozenset(p) for p in union_transitions(paths[1:])}
-    began = time.perf_counter()
     draw_plan(scenes, paths[0], exists, tmp_path / "plan.png")
-    assert time.perf_counter() - began < 20
     with Image.open(tmp_path / "plan.png") as image:
         assert image.size[0] <= 4500 and image.size[1] <= 3500
