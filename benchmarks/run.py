@@ -31,7 +31,7 @@ from rich.table import Table  # noqa: E402
 
 # Wide enough for the detail column when the output is a file or a pipe.
 console = Console(width=max(Console().width, 140))
-SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan")
+SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan", "smoothness")
 THREADS = 2
 SIZES = (128, 256)
 SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
@@ -244,6 +244,61 @@ def bench_scan(scale: Scale) -> list[Figure]:
     ]
 
 
+# Issue 22: even pacing against linear, on the built-in model.
+SMOOTH_MEDIAN_J = 2.0
+SMOOTH_SHARE_J = 0.7
+SMOOTH_GINI_RATIO = 0.7
+SMOOTH_PASSES_RATIO = 1.5
+STRIP = HERE.parent / "docs" / "smoothness-strip.png"
+
+
+def bench_smoothness(scale: Scale) -> list[Figure]:
+    """Figure 8: J and Gini per transition, linear vs even pacing, and the UNet passes."""
+    from _smoothness import Spec, compare
+
+    spec = Spec() if scale is FULL else Spec(transitions=6, frames=9, steps=4)
+    log(f"{spec.transitions} transitions of {spec.frames} frames at {spec.size}px, "
+        f"{spec.steps} steps, linear and even pacing, built-in model")
+    import torch
+
+    # This section counts UNet passes and measures pictures, it times nothing: one torch
+    # thread renders the same frames and never stalls spin-waiting on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+            linear, even, shown = compare(Path(tmp), spec, STRIP if scale is FULL else None,
+                                          log)
+    finally:
+        torch.set_num_threads(threads)
+    lin, evn = linear.summary(), even.summary()
+    kind = linear.model
+    where = f"{spec.transitions} transitions, {kind}"
+    both = {"linear": lin | {"jumps": linear.jumps, "ginis": linear.ginis},
+            "even": evn | {"jumps": even.jumps, "ginis": even.ginis},
+            "spec": asdict(spec), "model": kind, "strip_transition": shown}
+    gini_ratio = evn["median_gini"] / lin["median_gini"] if lin["median_gini"] else 0.0
+    passes = evn["passes_per_frame"] / lin["passes_per_frame"]
+    return [
+        Figure("smooth_median_j", "median jump ratio J, even pacing", evn["median_j"], "",
+               f"<= {SMOOTH_MEDIAN_J}", evn["median_j"] <= SMOOTH_MEDIAN_J,
+               f"linear {lin['median_j']:.2f}; p90 {evn['p90_j']:.2f} vs {lin['p90_j']:.2f}; "
+               f"{where}", both),
+        Figure("smooth_share_j", "share of transitions with J <= 2, even", evn["share_j_le_2"],
+               "", f">= {SMOOTH_SHARE_J}", evn["share_j_le_2"] >= SMOOTH_SHARE_J,
+               f"linear {lin['share_j_le_2']:.2f}"),
+        Figure("smooth_gini", "median Gini, even / linear", gini_ratio, "x",
+               f"<= {SMOOTH_GINI_RATIO}", gini_ratio <= SMOOTH_GINI_RATIO,
+               f"{evn['median_gini']:.3f} vs {lin['median_gini']:.3f}; p90 "
+               f"{evn['p90_gini']:.3f} vs {lin['p90_gini']:.3f}"),
+        Figure("smooth_passes", "UNet passes per output frame, even / linear", passes, "x",
+               f"<= {SMOOTH_PASSES_RATIO}", passes <= SMOOTH_PASSES_RATIO,
+               f"{evn['passes_per_frame']:.1f} vs {lin['passes_per_frame']:.1f} per frame "
+               f"(keyframes shared, not counted); {even.seconds:.0f} s vs "
+               f"{linear.seconds:.0f} s"),
+    ]
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -301,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "movie": lambda: bench_movie(scale),
         "memory": lambda: bench_memory(scale),
         "scan": lambda: bench_scan(scale),
+        "smoothness": lambda: bench_smoothness(scale),
     }
     started = time.perf_counter()
     figures: list[Figure] = []

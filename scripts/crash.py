@@ -2,16 +2,16 @@
 
     .venv/bin/python scripts/crash.py --kills 50
 
-For each stage (render-prompts, transitions, movie, explore --keep) a tiny song goes through
-the stages uninterrupted once: the reference. Then, in a copy of the reference taken just
-before a stage, the stage's command is started as its own process (`python -m sdmorph ...`)
-and interrupted: at a moment drawn uniformly over the reference run's duration, or just
-after the k-th output file appeared. It is restarted and interrupted again, a few times (a
-round), then left to finish. After every interruption no finished file may be cut short
-(PNG, video, CSV, JSON, the prompt sheet, which must be the old or a newer whole version);
-a folder with a manifest must hold all its frames. At the end of a round every output must
-be byte-identical to the reference's (absolute paths in CSVs aside) and no temporary file or
-partial-render marker may be left.
+For each stage (render-prompts, transitions, movie, transitions --pacing even, explore --keep)
+a tiny song goes through the stages uninterrupted once: the reference. Then, in a copy of the
+reference taken just before a stage, the stage's command is started as its own process
+(`python -m sdmorph ...`) and interrupted: at a moment drawn uniformly over the reference
+run's duration, or just after the k-th output file appeared. It is restarted and interrupted
+again, a few times (a round), then left to finish. After every interruption no finished file
+may be cut short (PNG, video, CSV, JSON, the prompt sheet, which must be the old or a newer
+whole version); a folder with a manifest must hold all its frames. At the end of a round
+every output must be byte-identical to the reference's (absolute paths in CSVs aside) and no
+temporary file, partial-render marker or probe render may be left.
 
 Most interruptions are SIGKILL of the sdmorph process (a crash, the OOM killer; an ffmpeg it
 started is orphaned and finishes on its own). Some are SIGINT to the whole process group, as
@@ -87,6 +87,11 @@ STAGES = (
           (f"media/{SONG}/transition_images", f"media/{SONG}/transition_meta",
            f"media/{SONG}/story"), ctrl_c=True),
     Stage("movie", ("movie", SONG), (f"media/{SONG}/stories", f"media/{SONG}/story")),
+    # Even pacing renders the same transitions again (--force: the linear ones are stale
+    # now), with probe files that must all be gone, and t's that must come out the same.
+    Stage("transitions --pacing even", ("transitions", SONG, "--pacing", "even", "--force"),
+          (f"media/{SONG}/transition_images", f"media/{SONG}/transition_meta",
+           f"media/{SONG}/story"), ctrl_c=True),
     Stage("explore --keep", ("explore", SONG, "-p", KEEP_PROMPT, "--keep", "42", "43"),
           (f"meta/{SONG}",)),
 )

@@ -45,6 +45,7 @@ from sdmorph.media.store import (
     by_pair,
     png_complete,
 )
+from sdmorph.stages.inspect import JumpCount, jump_count
 from sdmorph.stages.plan import open_store
 
 MOVIE_SUFFIXES = (".mov", ".mp4")
@@ -144,6 +145,8 @@ class SongStatus:
     folders: list[FolderInfo]  # every transition folder, heuristically stale ones marked
     stories: list[StoryStatus]
     next_command: str
+    # Transitions whose cached smoothness score jumps (`sdmorph inspect` scores them).
+    jumps: JumpCount | None = None
 
     @property
     def has_plan(self) -> bool:
@@ -186,11 +189,13 @@ def recipe_differences(song: Song, manifest: TransitionManifest,
                        model: str | None = None) -> list[str]:
     """The known recipe fields in which a transition's manifest differs from the song now."""
     want, absent = _settings(song, model)
-    recipe = manifest.recipe
-    out = _diffs({**want, "frames": song.profile.interpolation_steps}, absent, recipe)
+    # frames, and pacing unless linear: a linear song finds any recorded pacing stale.
+    fields = recipe.transition_fields(song, song.profile.interpolation_steps)
+    absent = (*absent, *(() if "pacing" in fields else ("pacing",)))
+    out = _diffs({**want, **fields}, absent, manifest.recipe)
     for side, end in (("from", manifest.from_image), ("to", manifest.to_image)):
         known = _image_recipe(song, end.image_id)
-        got = recipe.get(side)
+        got = manifest.recipe.get(side)
         if known is not None:
             out += _diffs(*known, got if isinstance(got, dict) else {}, prefix=f"{side}.")
     return out
@@ -442,4 +447,5 @@ def song_status(song: Song, *, profile: str | None = None, scenes: str | None = 
         keyframes=found.keyframes, plan_files=found.plan_files, planned=found.planned,
         plan_problems=found.plan_problems, folders=found.folders, stories=stories,
         next_command=next_command(song, found, stories, options),
+        jumps=jump_count(song, found.folders),
     )

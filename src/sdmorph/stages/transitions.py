@@ -1,8 +1,16 @@
 """`transitions`: render the in-between frames of planned transitions, resumably.
 
-A transition's frames are t = linspace(0, 1, n). Frames 0 and n-1 are the two keyframes
-themselves; the frames between are rendered in batches whose boundaries depend only on n
-and the batch size, never on what is on disk, so a resumed run gives the same bytes.
+A transition's frames are t = linspace(0, 1, n) (`pacing: linear`), or with `pacing: even`
+the t's `sdmorph.core.pacing` chooses from probe renders, recorded in the manifest. Frames 0
+and n-1 are the two keyframes themselves; the frames between are rendered in batches whose
+boundaries depend only on n, the batch size and (even pacing) the chosen t's, never on what
+is on disk, so a resumed run gives the same bytes.
+
+Even pacing, resumably: probe renders are kept as files in the transition's folder while it
+renders. A resumed run loads the probes on disk and renders only the missing ones, in the
+very batches of an unbroken run, so the distances, and so the chosen t's, come out the same.
+The chosen t's go into the partial marker before the first frame between the keyframes is
+written; the probes are removed just before the manifest.
 """
 
 from __future__ import annotations
@@ -14,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image
+
 from sdmorph import __version__
+from sdmorph.core import pacing
 from sdmorph.core.errors import RenderError, SdmorphError
 from sdmorph.core.ids import Ends, ImageId, transition_name
 from sdmorph.core.paths import Hop
 from sdmorph.core.progress import SILENT, Listener
+from sdmorph.media.frame_distance import distance, features
 from sdmorph.media.store import (
     MANIFEST_NAME,
     PARTIAL_NAME,
@@ -56,6 +68,12 @@ class Outcome:
 class RenderReport:
     outcomes: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
+    unet_passes: int = 0  # UNet evaluations of this run (CFG counts the negative pass)
+    model_frames: int = 0  # frames the model rendered (keyframes included)
+
+    @property
+    def passes_per_frame(self) -> float:
+        return self.unet_passes / self.model_frames if self.model_frames else 0.0
 
     def count(self, *statuses: str) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
@@ -143,31 +161,120 @@ class TransitionRenderer:
         missing = set(self.store.missing_frames(folder, self.frames))
         written = self._write_ends(folder, a, b, missing, writer)
         # A resumed render keeps the batches it began with (see TransitionManifest.batch_size).
-        for batch in interior_batches(self.frames, manifest.batch_size or self.batch_size):
-            todo = [i for i in batch if i in missing]
-            if not todo:
-                continue
-            try:
-                pictures = self.renderer.render(self._inputs(a, b, batch))
-            except DarkFrameError as exc:
-                raise TransitionError(f"transition '{transition_name(a, b)}' frame "
-                                      f"{batch[exc.position]} came out {exc.what}; {exc.hint}"
-                                      ) from None
-            for index, picture in zip(batch, pictures, strict=True):
-                if index in missing:
-                    writer.put(self.store.frame_path(folder, index), picture,
-                               png_info(self._frame_text(a, b, index)))
-            written += len(todo)
-            if self.on_frames:
-                self.on_frames(len(todo))
+        batch_size = manifest.batch_size or self.batch_size
+        if self.renderer.song.profile.pacing == "even":
+            manifest, written_between = self._render_even(folder, a, b, manifest, missing,
+                                                          writer, batch_size)
+        else:
+            times = self.renderer.transition_times(self.frames)
+            written_between = self._render_frames(folder, a, b, times,
+                                                  interior_batches(self.frames, batch_size),
+                                                  missing, writer)
+        written += written_between
         writer.flush()
         with _this_pair(a, b):
             self.store.finish(folder, manifest)
         return Outcome(a, b, "rendered", frames=written, folder=folder)
 
-    def _inputs(self, a: ImageId, b: ImageId, batch: Sequence[int]) -> list:
-        times = self.renderer.transition_times(self.frames)
-        return [self.renderer.frame_input(a, b, times[i]) for i in batch]
+    def _render_frames(self, folder: Path, a: ImageId, b: ImageId, times: Sequence[float],
+                       batches: Sequence[Sequence[int]], missing: set[int],
+                       writer: FrameWriter) -> int:
+        """Render the batches of frame indices that hold a missing frame; frames written."""
+        written = 0
+        for batch in batches:
+            todo = [i for i in batch if i in missing]
+            if not todo:
+                continue
+            pictures = self._pictures(a, b, [times[i] for i in batch],
+                                      [f"frame {i}" for i in batch])
+            for index, picture in zip(batch, pictures, strict=True):
+                if index in missing:
+                    writer.put(self.store.frame_path(folder, index), picture,
+                               png_info(self._frame_text(a, b, index, times[index])))
+            written += len(todo)
+            if self.on_frames:
+                self.on_frames(len(todo))
+        return written
+
+    def _pictures(self, a: ImageId, b: ImageId, times: Sequence[float],
+                  labels: Sequence[str]) -> list[Image.Image]:
+        """Render the frames at `times` as one batch; a dark frame is named by its label."""
+        try:
+            return self.renderer.render([self.renderer.frame_input(a, b, t) for t in times])
+        except DarkFrameError as exc:
+            raise TransitionError(f"transition '{transition_name(a, b)}' "
+                                  f"{labels[exc.position]} came out {exc.what}; {exc.hint}"
+                                  ) from None
+
+    # ------------------------------------------------------------ even pacing
+
+    def _render_even(self, folder: Path, a: ImageId, b: ImageId,
+                     manifest: TransitionManifest, missing: set[int], writer: FrameWriter,
+                     batch_size: int) -> tuple[TransitionManifest, int]:
+        """Probe and choose the t's (a resumed render: load the probes, keep the marker's
+        t's), then write the frames between the keyframes: a probe's render where a t is a
+        probe's, a render of their own, in fixed batches, elsewhere."""
+        inner = range(1, self.frames - 1)
+        if manifest.times is not None and not any(i in missing for i in inner):
+            return manifest, 0  # finished but for the manifest (the probes may be gone)
+        probes: dict[int, Image.Image] = {}
+        grid = self._probe(folder, a, b, writer, batch_size, probes)
+        if manifest.times is None:
+            writer.flush()  # every probe on disk before the marker names the t's
+            manifest = manifest.model_copy(update={"times": [pacing.as_t(k) for k in grid]})
+            self.store.update_marker(folder, manifest)
+        else:
+            grid = [round(t * pacing.GRID) for t in manifest.times]
+        times = [pacing.as_t(k) for k in grid]
+        copied = [i for i in inner if grid[i] in probes and i in missing]
+        for i in copied:
+            writer.put(self.store.frame_path(folder, i), probes[grid[i]],
+                       png_info(self._frame_text(a, b, i, times[i])))
+        if self.on_frames and copied:
+            self.on_frames(len(copied))
+        rendered = [i for i in inner if grid[i] not in probes]
+        batches = [rendered[j : j + batch_size] for j in range(0, len(rendered), batch_size)]
+        written = self._render_frames(folder, a, b, times, batches, missing, writer)
+        return manifest, written + len(copied)
+
+    def _probe(self, folder: Path, a: ImageId, b: ImageId, writer: FrameWriter,
+               batch_size: int, probes: dict[int, Image.Image]) -> list[int]:
+        """Render the probe rounds (loading those on disk) and choose the frames' t's."""
+        feats = {0: features(self.renderer.keyframe(a)),
+                 pacing.GRID: features(self.renderer.keyframe(b))}
+        budget = pacing.probe_budget(self.frames)
+        todo, spent = pacing.initial_probes(budget), 0
+        steps: dict[tuple[int, int], float] = {}
+        while True:
+            for k, picture in self._probe_round(folder, a, b, todo, writer, batch_size):
+                probes[k] = picture
+                feats[k] = features(picture)
+            spent += len(todo)
+            points = sorted(feats)
+            for x, y in zip(points, points[1:], strict=False):
+                if (x, y) not in steps:  # only the new intervals are measured
+                    steps[x, y] = distance(feats[x], feats[y])
+            d = [steps[x, y] for x, y in zip(points, points[1:], strict=False)]
+            todo = pacing.next_probes(points, d, budget - spent)
+            if not todo:
+                return pacing.even_times(points, d, self.frames)
+
+    def _probe_round(self, folder: Path, a: ImageId, b: ImageId, ks: Sequence[int],
+                     writer: FrameWriter, batch_size: int) -> list[tuple[int, Image.Image]]:
+        """One round of probes: loaded from disk, or rendered in the round's fixed batches."""
+        out: list[tuple[int, Image.Image]] = []
+        for start in range(0, len(ks), batch_size):
+            batch = list(ks[start : start + batch_size])
+            stored = [_load(self.store.probe_path(folder, k)) for k in batch]
+            if all(picture is not None for picture in stored):
+                out += [(k, p) for k, p in zip(batch, stored, strict=True) if p is not None]
+                continue
+            pictures = self._pictures(a, b, [pacing.as_t(k) for k in batch],
+                                      [f"probe at t={pacing.as_t(k):.6f}" for k in batch])
+            for k, picture in zip(batch, pictures, strict=True):
+                writer.put(self.store.probe_path(folder, k), picture)
+            out += list(zip(batch, pictures, strict=True))
+        return out
 
     def _write_ends(self, folder: Path, a: ImageId, b: ImageId, missing: set[int],
                     writer: FrameWriter) -> int:
@@ -176,15 +283,14 @@ class TransitionRenderer:
         for index, image in ends.items():
             if index in missing:
                 writer.put(self.store.frame_path(folder, index), self.renderer.keyframe(image),
-                           png_info(self._frame_text(a, b, index)))
+                           png_info(self._frame_text(a, b, index, float(index > 0))))
                 written += 1
         if self.on_frames and written:
             self.on_frames(written)
         return written
 
-    def _frame_text(self, a: ImageId, b: ImageId, index: int) -> dict[str, object]:
+    def _frame_text(self, a: ImageId, b: ImageId, index: int, t: float) -> dict[str, object]:
         """The frame's recipe: the shared settings, both images and where it lies (t)."""
-        t = self.renderer.transition_times(self.frames)[index]
         recipe = self.renderer.transition_recipe(a, b, self.frames)
         return {**self.renderer.settings(), "transition": transition_name(a, b),
                 "from": recipe["from"], "to": recipe["to"], "frame": index, "t": f"{t:.6f}",
@@ -201,6 +307,16 @@ def _this_pair(a: ImageId, b: ImageId) -> Iterator[None]:
         name = transition_name(a, b)
         raise TransitionError(str(exc) if name in str(exc) else f"transition '{name}': {exc}"
                               ) from None
+
+
+def _load(path: Path) -> Image.Image | None:
+    """A probe written earlier (whole PNGs only: writes are atomic), or None."""
+    try:
+        with Image.open(path) as stored:
+            stored.load()
+            return stored.convert("RGB")
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def _finished_marker(folder: Path) -> bool:
@@ -226,6 +342,8 @@ def render_all(
     """
     started = time.perf_counter()
     report = RenderReport([Outcome(a, b, "skipped", reason="compute = n") for a, b in skipped])
+    engine = tr.renderer.engine
+    passes, frames = engine.unet_evals, engine.frames_rendered
     tr.refresh()
     with FrameWriter() as writer:
         for a, b in pairs:
@@ -237,6 +355,8 @@ def render_all(
             if on_transition:
                 on_transition(outcome)
     report.seconds = time.perf_counter() - started
+    report.unet_passes = engine.unet_evals - passes
+    report.model_frames = engine.frames_rendered - frames
     return report
 
 

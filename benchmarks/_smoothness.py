@@ -1,0 +1,180 @@
+"""Smooth morphs (issue 22): jump ratio J and Gini of transitions, linear vs even pacing.
+
+The same transitions (different prompts of the built-in model's vocabulary, different seeds)
+are rendered with `pacing: linear` and `pacing: even` at 64x64; each is measured from its
+frames with sdmorph's own distance (`media/frame_distance`) and the UNet passes spent on the
+frames between the keyframes are counted by the engine (keyframes are shared and rendered
+once, before counting). Issue 22's targets for even: median J <= 2.0, J <= 2.0 on >= 70% of
+the transitions, median Gini <= 0.7x linear's, UNet passes <= 1.5x linear's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sdmorph.core.ids import ImageId
+from sdmorph.core.smoothness import measure
+from sdmorph.formats.fsio import write_text
+from sdmorph.formats.song import load_song
+from sdmorph.media.frame_scores import score_frames
+from sdmorph.media.store import MANIFEST_NAME, TransitionManifest
+from sdmorph.render.renderer import FrameWriter, Renderer, open_renderer
+from sdmorph.stages.plan import open_store
+from sdmorph.stages.transitions import TransitionRenderer
+
+PROMPTS = ("a red sun over a blue sea", "a white moon at night", "a green tree in a forest",
+           "a red house in the snow", "a purple mountain in the desert",
+           "a yellow star over the sea at night")
+SEEDS = (11, 22, 33, 44)
+WEIGHTS = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny"
+
+
+@dataclass(frozen=True)
+class Spec:
+    transitions: int = 24
+    frames: int = 17
+    steps: int = 10
+    size: int = 64
+    guidance: float = 7.5
+    batch_size: int = 8
+    model: str = "tiny"  # or a diffusers folder, e.g. str(WEIGHTS) before `tiny` loads it
+
+
+@dataclass
+class PacingRun:
+    pacing: str
+    model: str = ""  # "trained" or "random weights"
+    jumps: list[float] = field(default_factory=list)
+    ginis: list[float] = field(default_factory=list)
+    unet_evals: int = 0
+    frames: int = 0
+    folders: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passes_per_frame(self) -> float:
+        return self.unet_evals / self.frames if self.frames else 0.0
+
+    def summary(self) -> dict[str, float]:
+        j, g = np.asarray(self.jumps), np.asarray(self.ginis)
+        return {"median_j": float(np.median(j)), "p90_j": float(np.percentile(j, 90)),
+                "median_gini": float(np.median(g)), "p90_gini": float(np.percentile(g, 90)),
+                "share_j_le_2": float(np.mean(j <= 2.0)),
+                "passes_per_frame": self.passes_per_frame}
+
+
+def model_kind(renderer: Renderer) -> str:
+    """Whether the model that ran has the trained weights of render/weights/tiny/ (its UNet
+    holds the same first tensor) or other ones (the random-weight `tiny`)."""
+    from safetensors.numpy import load_file
+
+    files = sorted((WEIGHTS / "unet").glob("*.safetensors"))
+    if not files:
+        return "random weights"
+    saved = load_file(str(files[0]))
+    name = min(saved)
+    live = renderer.engine.pipe.unet.state_dict().get(name)
+    same = live is not None and tuple(live.shape) == saved[name].shape and np.allclose(
+        live.float().cpu().numpy(), saved[name])
+    return "trained" if same else "random weights"
+
+
+def pairs(spec: Spec) -> list[tuple[ImageId, ImageId]]:
+    """Transitions between different prompts with different seeds, spread over all prompts."""
+    names = [f"p{k}" for k in range(len(PROMPTS))]
+    out = []
+    for n, (a, b) in enumerate(itertools.cycle(itertools.combinations(names, 2))):
+        if len(out) == spec.transitions:
+            return out
+        sa, sb = SEEDS[n % len(SEEDS)], SEEDS[(n + 1 + n // 15) % len(SEEDS)]
+        out.append((ImageId(a, sa), ImageId(b, sb)))
+    return out
+
+
+def write_song(root: Path, spec: Spec, pacing: str) -> tuple[Path, Path]:
+    meta, media = root / "meta" / "song", root / "media" / "song"
+    meta.mkdir(parents=True)
+    media.mkdir(parents=True)
+    seeds = " ".join(map(str, SEEDS))
+    rows = ["name,prompt,seeds,guidance_scale"] + [
+        f'p{k},"{prompt}",{seeds},{spec.guidance}' for k, prompt in enumerate(PROMPTS)]
+    scenes = [",scene,duration,section,start,avoid"] + [
+        f"{k},p{k},0,1,," for k in range(len(PROMPTS))]
+    profile = {"model_string": spec.model, "res_width": spec.size, "res_height": spec.size,
+               "interpolation_steps": spec.frames, "noise": "cpu", "pacing": pacing,
+               "pipe_kwargs": {"num_inference_steps": spec.steps, "negative_prompt": ""}}
+    write_text(meta / "prompt_image_definitions.csv", "\n".join(rows) + "\n")
+    write_text(meta / "scene_sequence.csv", "\n".join(scenes) + "\n")
+    write_text(meta / "tgen_settings.json", json.dumps({"default": profile}))
+    return meta, media
+
+
+def run_pacing(root: Path, spec: Spec, pacing: str,
+               log: Callable[[str], None] = print) -> PacingRun:
+    import time
+
+    song = load_song(*write_song(root, spec, pacing))
+    renderer = open_renderer(song)
+    todo = pairs(spec)
+    for image in dict.fromkeys(i for pair in todo for i in pair):
+        renderer.keyframe(image)  # shared by every transition: not counted
+    tr = TransitionRenderer(renderer, open_store(song), spec.frames, spec.batch_size)
+    tr.refresh()
+    run = PacingRun(pacing, model_kind(renderer))
+    before, began = renderer.engine.unet_evals, time.perf_counter()
+    with FrameWriter() as writer:
+        for a, b in todo:
+            outcome = tr.render(a, b, writer)
+            assert outcome.folder is not None, outcome
+            run.folders.append(outcome.folder)
+    run.seconds = time.perf_counter() - began
+    run.unet_evals = renderer.engine.unet_evals - before
+    run.frames = spec.frames * len(todo)
+    for folder in run.folders:
+        score = score_frames(sorted(folder.glob("frame*.png")))
+        m = measure(score.d, score.end_to_end)
+        run.jumps.append(m.jump)
+        run.ginis.append(m.gini)
+    log(f"{pacing}: {len(todo)} transitions in {run.seconds:.0f} s, median J "
+        f"{run.summary()['median_j']:.2f}")
+    return run
+
+
+def strip(linear: PacingRun, even: PacingRun, target: Path, index: int | None = None) -> int:
+    """Save the frames of one transition, linear above even (default: linear's jumpiest)."""
+    k = int(np.argmax(linear.jumps)) if index is None else index
+    rows = []
+    for run in (linear, even):
+        frames = [Image.open(p).convert("RGB") for p in sorted(run.folders[k].glob("frame*.png"))]
+        manifest = TransitionManifest.read(run.folders[k] / MANIFEST_NAME)
+        rows.append((run.pacing, run.jumps[k], run.ginis[k], frames, manifest.times))
+    w, h = rows[0][3][0].size
+    label, pad = 150, 4
+    sheet = Image.new("RGB", (label + len(rows[0][3]) * (w + pad), 2 * (h + 18)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (pacing, jump, gini, frames, times) in enumerate(rows):
+        y = r * (h + 18)
+        draw.text((4, y + h // 2 - 12), f"{pacing}\nJ {jump:.2f}  Gini {gini:.2f}", fill="black")
+        for i, frame in enumerate(frames):
+            x = label + i * (w + pad)
+            sheet.paste(frame, (x, y))
+            t = times[i] if times else i / (len(frames) - 1)
+            draw.text((x + 2, y + h + 2), f"{t:.3f}", fill="black")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target)
+    return k
+
+
+def compare(root: Path, spec: Spec, strip_to: Path | None,
+            log: Callable[[str], None] = print) -> tuple[PacingRun, PacingRun, int | None]:
+    linear = run_pacing(root / "linear", spec, "linear", log)
+    even = run_pacing(root / "even", spec, "even", log)
+    shown = strip(linear, even, strip_to) if strip_to is not None else None
+    return linear, even, shown
