@@ -51,7 +51,7 @@ from sdmorph.core.vocabulary import (
 from sdmorph.render.tiny import PNDM_CONFIG, bpe_tokenizer, clip_text_encoder
 
 SEED = 21
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny-trained"
 MAX_LENGTH = 77
 TEXT_DIM = 128  # wider than the random model's 32: colour words must survive into each object
 

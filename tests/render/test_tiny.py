@@ -132,3 +132,32 @@ def test_saved_tiny_model_reloads_offline_and_renders_the_same(
     image = _generate(loaded)
     assert image.shape == (64, 64, 3) and image.std() > 0.01
     np.testing.assert_allclose(image, _generate(pipe), atol=1e-5)
+
+
+def test_the_trained_model_loads_offline_and_draws_a_horizon() -> None:
+    """`tiny-trained`, the training script's first output: an SD 1.5-shaped diffusers folder
+    inside the package whose pictures have structure (a sky above, ground or sea below)."""
+    import numpy as np
+    import torch
+
+    from sdmorph.render.pipelines import TRAINED_WEIGHTS, load_pipeline
+
+    assert (TRAINED_WEIGHTS / "model_index.json").is_file()
+    pipe = load_pipeline("tiny-trained", device="cpu")
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert pipe.vae.config.latent_channels == 4 and pipe.scheduler.config.steps_offset == 1
+    pictures = []
+    for seed in (1, 2):
+        out = pipe("a blue sea", num_inference_steps=8, guidance_scale=7.5, height=64, width=64,
+                   generator=torch.Generator().manual_seed(seed), output_type="np")
+        pictures.append(out.images[0])
+    top, bottom = pictures[0][:16].mean(axis=(0, 1)), pictures[0][-16:].mean(axis=(0, 1))
+    assert np.abs(top - bottom).sum() > 0.1  # not uniform noise: the halves differ
+    assert np.abs(pictures[0] - pictures[1]).mean() > 0.01  # seeds give other pictures
+
+
+def test_no_controlnet_is_called_tiny_trained() -> None:
+    from sdmorph.render.sources import combination_problems
+
+    (problem,) = combination_problems("tiny-trained", "tiny-trained")
+    assert "no ControlNet of that name" in problem

@@ -44,6 +44,7 @@ from sdmorph.render.sources import (
     SDXL,
     SINGLE_FILE_SUFFIXES,
     TINY,
+    TINY_TRAINED,
     TINY_XL,
     combination_problems,
     looks_like_path,
@@ -55,6 +56,8 @@ from sdmorph.render.tiny_xl import build_tiny_xl_controlnet, build_tiny_xl_pipel
 # Newer diffusers renamed from_pretrained's torch_dtype to dtype and warn on the old name.
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "float32": torch.float32}
+
+TRAINED_WEIGHTS = Path(__file__).parent / "weights" / TINY_TRAINED
 
 
 def load_pipeline(
@@ -244,6 +247,8 @@ def _load_base(model: str, cache_dir: Path | None, dtype: torch.dtype) -> Diffus
         return build_tiny_pipeline()
     if model == TINY_XL:
         return build_tiny_xl_pipeline()
+    if model == TINY_TRAINED:
+        model = str(TRAINED_WEIGHTS)  # a diffusers folder inside the package, loaded offline
     if _family(model, cache_dir) == SDXL:
         kwargs: dict[str, object] = {_DTYPE_KWARG: dtype, "add_watermarker": False}
         return _load(StableDiffusionXLPipeline, model, "model", cache_dir, kwargs)
