@@ -102,6 +102,21 @@ def test_page_shows_every_state_and_the_next_command(old_song: Song) -> None:
     assert 'content="sdmorph report' in text
 
 
+def test_jump_scores_show_once_inspect_has_measured_them(old_song: Song) -> None:
+    from sdmorph.stages.inspect import inspect_song
+
+    before = report_of(old_song)[0].read_text(encoding="utf-8")
+    assert "no jump scores yet" in before and 'id="worst-first"' not in before
+    inspect_song(old_song, plot=False)
+    survey = gather_report(old_song)
+    scored = [card for card in survey.transitions if card.jump is not None]
+    assert scored and all(card.jump >= 1.0 for card in scored)  # J = max / median >= 1
+    text = render_page(survey)
+    assert 'id="worst-first"' in text and "no jump scores yet" not in text
+    for card in scored:
+        assert f'data-jump="{card.jump:.3f}"' in text
+
+
 def test_every_link_is_relative_and_points_at_a_file(old_song: Song) -> None:
     page, _ = report_of(old_song)
     links = parsed(page).links

@@ -13,6 +13,7 @@ artist's input and always show as text. The page and each preview are written at
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -29,9 +30,11 @@ from sdmorph import __version__
 from sdmorph.core.errors import SdmorphError
 from sdmorph.core.ids import ImageId
 from sdmorph.core.progress import SILENT, Listener
+from sdmorph.core.smoothness import JUMP_THRESHOLD, measure
 from sdmorph.formats.fsio import safe_name, write_text
 from sdmorph.formats.plan_tables import read_story
 from sdmorph.formats.song import Song, resolver, summary
+from sdmorph.media.frame_scores import cached_scores
 from sdmorph.media.previews import (
     PreviewJob,
     make_previews,
@@ -126,6 +129,7 @@ class TransitionCard:
     reason: str
     reversed: bool
     preview: str | None = None  # href, once the preview exists
+    jump: float | None = None  # J of its frames, where `sdmorph inspect` has scored them
 
 
 @dataclass(frozen=True)
@@ -358,8 +362,17 @@ def _add_transitions(report: SongReport, status: SongStatus, link: _Links) -> No
     others = [(_folder_card(info), info) for info in status.folders
               if info.path not in serving]
     previews = report.out_dir / PREVIEWS_DIR
+    jumps = _jumps(status)
     for card, info in [*planned, *others]:
-        report.transitions.append(_with_preview(report, card, info, previews, link))
+        card = _with_preview(report, card, info, previews, link)
+        jump = jumps.get(info.path) if info is not None else None
+        report.transitions.append(dataclasses.replace(card, jump=jump))
+
+
+def _jumps(status: SongStatus) -> dict[Path, float]:
+    """J of every folder `inspect` has scored (read from its cache: no frame is decoded)."""
+    scores = cached_scores(status.media_dir, [info.path for info in status.folders])
+    return {folder: measure(s.d, s.end_to_end).jump for folder, s in scores.items()}
 
 
 def _planned_card(p: PlannedStatus) -> TransitionCard:
@@ -476,6 +489,8 @@ def render_page(report: SongReport) -> str:
     return _environment().get_template(TEMPLATE).render(
         r=report, generator=GENERATOR, version=__version__, state_counts=counts,
         keyframe_counts=_counts(k.state for k in _all_keyframes(report)),
+        jump_threshold=JUMP_THRESHOLD,
+        scored=sum(card.jump is not None for card in report.transitions),
     )
 
 
