@@ -100,6 +100,8 @@ def test_page_shows_every_state_and_the_next_command(old_song: Song) -> None:
     assert "sdmorph transitions song" in text  # status's advice, as status gives it
     assert "rendered with other settings: steps 50 (now 3)" in text
     assert 'content="sdmorph report' in text
+    settings = dict(survey.settings)
+    assert settings["pacing"] == "linear" and settings["frames per transition"] == "4"
 
 
 def test_jump_scores_show_once_inspect_has_measured_them(old_song: Song) -> None:

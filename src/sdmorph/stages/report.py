@@ -264,10 +264,12 @@ def _if_file(path: Path, link: _Links) -> str | None:
 def _settings(song: Song) -> list[tuple[str, str]]:
     """validate's summary, plus the render settings sdmorph adds when the profile sets them."""
     p = song.profile
-    extra = [("frames per transition", str(p.interpolation_steps))]
+    extra = [("frames per transition", str(p.interpolation_steps)), ("pacing", p.pacing)]
     extra += [(name, str(value)) for name, value in (
         ("fps", p.fps), ("batch size", p.batch_size), ("noise", p.noise),
-        ("scheduler", p.scheduler), ("dtype", p.dtype)) if value is not None]
+        ("scheduler", p.scheduler), ("timestep spacing", p.timestep_spacing),
+        ("dtype", p.dtype)) if value is not None]
+    extra += [("LoRA", f"{lora.path} x {lora.scale:g}") for lora in p.loras]
     return [*summary(song), ("guidance (default)", f"{p.guidance_scale:g}"), *extra]
 
 
