@@ -245,6 +245,7 @@ def test_prompt_sheet_bytes(data: bytes) -> None:
         check_load(lambda: load_prompt_sheet(path), path)
 
 
+@pytest.mark.slow
 @fuzz("sheet_mutations")
 @given(text=mutated(SHEETS))
 @example(text="name,prompt,seeds\nluna,a moon,1001 10²\n")  # '²'.isdigit(), int('²') fails
@@ -312,6 +313,7 @@ def check_settings(path: Path, profile: str) -> None:
     json.dumps(loaded.model_dump(), ensure_ascii=False).encode("utf-8")  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @fuzz("settings_json")
 @example(data={"res_height": False}, profile="default")
 @example(data={"default": {"guidance_scale": float("nan")}}, profile="default")
@@ -558,6 +560,7 @@ def test_cli_prints_brackets_verbatim(tmp_path: Path) -> None:
 @fuzz("cli_validate")
 @given(sheet=encoded(mutated(SHEETS, 3)), scenes=encoded(mutated(SCENE_SHEETS, 3)),
        settings_text=mutated(SETTINGS_TEXTS, 2), strict=st.booleans())
+@pytest.mark.slow
 def test_cli_validate(sheet: bytes, scenes: bytes, settings_text: str, strict: bool) -> None:
     with scratch() as root:
         meta, media = write_song(root, sheet=sheet, scenes=scenes, settings=settings_text)

@@ -101,6 +101,7 @@ def test_nasty_prompt_names_every_stage(tmp_path: Path) -> None:
     assert_only_inside(tmp_path, before)
 
 
+@pytest.mark.slow
 def test_explore_new_long_prompt_and_keep(tmp_path: Path) -> None:
     meta, media = nasty_song(tmp_path)
     before = tree(tmp_path)
@@ -144,6 +145,7 @@ def test_story_name_stays_inside(tmp_path: Path) -> None:
     assert_only_inside(tmp_path, before)
 
 
+@pytest.mark.slow
 def test_plan_picture_takes_any_name(tmp_path: Path) -> None:
     names = ["a $\\frac$ b", "moon 🌙"]
     sheet = "name,prompt,seeds\n" + "".join(f"{csv_cell(n)},x,{i} 9{i}\n"
@@ -189,6 +191,7 @@ CNET = {"default": {**TINY["default"], "controlnet_string": "tiny"}}
 
 @pytest.mark.parametrize("mask", ["../../secret", "../secret", "/etc/passwd",
                                   "shapes/../../secret", "..\\secret", "nul\x00mask"])
+@pytest.mark.slow
 def test_mask_outside_the_masks_folder_is_refused(tmp_path: Path, mask: str) -> None:
     sheet = f"name,prompt,seeds,mask\nluna,a moon,1001,{csv_cell(mask)}\n"
     meta, media = write_song(tmp_path, sheet=sheet, settings=CNET,

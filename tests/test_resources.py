@@ -120,6 +120,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, when: Callable[[list[str]], bool]
     return done
 
 
+@pytest.mark.slow
 def test_disk_full_while_rendering_keyframes(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _, media = song(tmp_path)
@@ -297,6 +298,7 @@ def test_nan_keyframe_names_the_image_and_cause(tmp_path: Path,
     no_temp_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_nan_transition_frame_names_the_transition(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     _, media = song(tmp_path)

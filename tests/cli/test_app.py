@@ -38,6 +38,7 @@ def test_help_lists_commands() -> None:
     assert set(names) <= listed
 
 
+@pytest.mark.slow
 def test_every_subcommand_has_help() -> None:
     import typer.main
 
@@ -94,6 +95,7 @@ def test_global_options_override_env(tmp_path: Path) -> None:
     assert "song: valid" in result.stdout and "64x64" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--version"], ["validate", "--help"]])
 def test_console_script_runs(args: list[str]) -> None:
     exe = Path(sys.executable).parent / "sdmorph"

@@ -203,6 +203,7 @@ def test_beats_on_one_frame_use_the_first() -> None:
     hold=st.integers(0, 1),
     per=st.one_of(st.none(), st.integers(1, 4)),
 )
+@pytest.mark.slow
 def test_any_story_fills_the_audio_with_keyframes_on_beats(
         counts: list[int], cuts: list[bool], bpm: float, seconds: float, fps: Fraction,
         hold: int, per: int | None) -> None:

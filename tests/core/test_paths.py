@@ -176,6 +176,7 @@ def test_plan_paths_uses_consecutive_seeds_and_union_is_unordered() -> None:
     assert union_transitions([[hop], [Hop(b, a, "x", "x", 1, "intra")]]) == [(a, b)]
 
 
+@pytest.mark.slow
 def test_plan_is_independent_of_hash_seed() -> None:
     code = (
         "from sdmorph.core.paths import *; from sdmorph.core.ids import ImageId as I\n"
@@ -383,6 +384,7 @@ def small_songs(draw: st.DrawFn) -> tuple[list[SceneSpec], set[frozenset[ImageId
     return scenes, set(chosen), draw(st.integers(0, 1000))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_songs())
 def test_choose_story_agrees_with_brute_force(song) -> None:

@@ -245,6 +245,7 @@ def test_new_prompt_needs_a_prompt_column(tmp_path):
         keep_seeds(path, "sun", [1], prompt_text="a sun")
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_lose_a_seed(tmp_path):
     path = write_sheet(tmp_path, WILD)
     seeds = [100 + i for i in range(40)]

@@ -117,6 +117,7 @@ def temp_files(folder: Path) -> list[Path]:
 # ---------------------------------------------------------------- the movies
 
 
+@pytest.mark.slow
 def test_story_plays_every_frame_once_in_order(tmp_path: Path) -> None:
     segments = story(tmp_path / "frames")
     out = tmp_path / "out"
@@ -163,6 +164,7 @@ def test_holds_pause_on_every_keyframe(tmp_path: Path) -> None:
     assert probe(out / "held_combined.mov").duration == pytest.approx(1.7, abs=0.01)
 
 
+@pytest.mark.slow
 def test_smooth_interpolates_to_the_target_rate(tmp_path: Path) -> None:
     segments = story(tmp_path / "frames", size=(48, 40))  # minterpolate needs 32x32 or more
     out = tmp_path / "out"
@@ -212,6 +214,7 @@ def test_plan_counts_frames_and_section_starts(tmp_path: Path) -> None:
     assert cut.sections[-1].frames == 13 and cut.ranges[3] == (25, 33)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sections", [(1, 1, 1), (1, 2, 2)])
 def test_cut_plays_both_end_frames(tmp_path: Path, sections: tuple[int, int, int]) -> None:
     # a->b, then a cut to c->d and back: c's first frame must play, in every video.
@@ -240,6 +243,7 @@ def test_cut_plays_both_end_frames(tmp_path: Path, sections: tuple[int, int, int
 # ---------------------------------------------------------------- audio
 
 
+@pytest.mark.slow
 def test_audio_is_sliced_per_section_and_cut_to_the_video(tmp_path: Path) -> None:
     # Loud until 0.5 s, silent to 0.7 s, loud again to 2 s: longer than the 0.9 s story.
     song = write_wav(tmp_path / "song.wav", [(0.5, True), (0.2, False), (1.3, True)])
@@ -272,6 +276,7 @@ def test_short_audio_is_padded_with_silence(tmp_path: Path) -> None:
     assert probe(out / "sections" / "section_5.mp4").has_audio
 
 
+@pytest.mark.slow
 def test_fit_audio_makes_the_video_last_as_long_as_the_song(tmp_path: Path) -> None:
     song = write_wav(tmp_path / "song.wav", [(1.37, True)])
     out = tmp_path / "out"
@@ -305,6 +310,7 @@ def test_unusable_audio_is_refused_before_encoding(tmp_path: Path, kind: str) ->
 # ---------------------------------------------------------------- clips
 
 
+@pytest.mark.slow
 def test_clips_and_their_index(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     ab = tuple(write_frames(frames / "a-1 to b-1", [0, 1, 2]))
@@ -475,6 +481,7 @@ def test_probe_refuses_what_is_not_a_video(tmp_path: Path) -> None:
         probe(tmp_path / "missing.mov")
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_while_streaming(tmp_path: Path) -> None:
     # 300 frames of 128x128 would hold ~15 MB if they were kept; streaming holds one.
     colours_ = [k % 27 for k in range(150)]

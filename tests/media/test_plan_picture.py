@@ -6,6 +6,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import networkx as nx
+import pytest
 from PIL import Image
 
 from sdmorph.core.ids import ImageId, Pair, pair_key
@@ -154,6 +155,7 @@ def test_plan_picture_is_a_png(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["plan.png"]
 
 
+@pytest.mark.slow
 def test_large_plan_picture_stays_bounded(tmp_path: Path) -> None:
     # How long it takes is measured by the benchmarks (plan_only_200x30), not asserted here.
     scenes = song(200, 30)

@@ -64,6 +64,7 @@ def _render(engine: Engine, frames: list[FrameInput], **kwargs: object) -> list[
     return engine.render(frames, steps=STEPS, width=SIZE, height=SIZE, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
 def test_render_equals_the_diffusers_pipeline(plain: Engine, guidance: float) -> None:
     frame = _frame(plain, 42, guidance)
@@ -87,6 +88,7 @@ def test_controlnet_render_equals_the_diffusers_pipeline(cnet: Engine) -> None:
     assert np.abs(_pixels(image) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_batch_with_per_frame_guidance_matches_single_frames(plain: Engine) -> None:
     frames = [_frame(plain, seed, guidance) for seed, guidance in ((1, 3.0), (2, 7.5), (3, 12.0))]
     batch = _render(plain, frames)

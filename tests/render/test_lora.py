@@ -61,6 +61,7 @@ def _pixels(engine: Engine) -> np.ndarray:
     return np.asarray(image).astype(np.int16)
 
 
+@pytest.mark.slow
 def test_a_fused_lora_renders_what_the_unfused_adapter_renders(lora: Path) -> None:
     plain = Engine("tiny", device="cpu")
     fused = Engine("tiny", device="cpu", loras=[(lora, 0.8)])

@@ -170,6 +170,7 @@ def test_noise_is_drawn_once_per_seed(renderer: Renderer, monkeypatch: pytest.Mo
     assert drawn.count(LUNA.seed) == 1
 
 
+@pytest.mark.slow
 def test_controlnet_masks_cross_fade_and_scales_interpolate(
     tmp_path: Path, cnet: Engine
 ) -> None:

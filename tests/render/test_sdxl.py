@@ -48,6 +48,7 @@ def _frame(engine: Engine, seed: int, guidance: float, negative: str = "") -> Fr
                       pooled=pooled, uncond_pooled=uncond_pooled)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("guidance", "negative"), [(5.0, ""), (5.0, "blurry"), (1.0, "")])
 def test_tiny_xl_renders_what_the_sdxl_pipeline_renders(xl: Engine, guidance: float,
                                                          negative: str) -> None:

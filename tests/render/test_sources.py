@@ -93,6 +93,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.slow
 def test_checking_sources_without_a_scheduler_does_not_import_torch() -> None:
     # `validate` runs these checks on every song: only a named scheduler may cost a torch import.
     proc = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,

@@ -134,6 +134,7 @@ def test_saved_tiny_model_reloads_offline_and_renders_the_same(
     np.testing.assert_allclose(image, _generate(pipe), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_trained_model_loads_offline_and_draws_a_horizon() -> None:
     """`tiny-trained`, the training script's first output: an SD 1.5-shaped diffusers folder
     inside the package whose pictures have structure (a sky above, ground or sea below)."""

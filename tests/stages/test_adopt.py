@@ -68,6 +68,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_transitions_render_nothing_when_legacy_covers_the_plan(tmp_path: Path) -> None:
     folders = build_legacy_song(tmp_path)
     images = tmp_path / "media/song/transition_images"

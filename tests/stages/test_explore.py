@@ -21,6 +21,7 @@ def invoke(root: Path, *args: str):
     return runner.invoke(app, list(args), env=env_for(root))
 
 
+@pytest.mark.slow
 def test_explore_random_seeds_writes_images_and_contact_sheet(tmp_path: Path) -> None:
     write_song(tmp_path)
     result = invoke(tmp_path, "explore", "song", "-p", "luna", "-n", "3", "--rng-seed", "5")
@@ -50,6 +51,7 @@ def test_explore_given_seeds_and_new_prompt(tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "--prompt-text" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_explore_without_prompt_explores_unseeded_ones(tmp_path: Path) -> None:
     sheet = "name,prompt,seeds\nluna,a moon,1\ncomet,a comet,\n"
     write_song(tmp_path, sheet=sheet, scenes=",scene,duration,section\n0,luna,0,1\n")

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -87,6 +88,7 @@ def test_the_table_the_picture_and_status(tmp_path: Path) -> None:
     assert "not scored yet" in invoke(tmp_path, "status", "song").stdout
 
 
+@pytest.mark.slow
 def test_scores_are_cached_and_rescored_when_a_frame_changes(tmp_path: Path) -> None:
     media = song_with_frames(tmp_path)
     assert invoke(tmp_path, "inspect", "song", "--json").exit_code == 0

@@ -30,6 +30,7 @@ def keyframes(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
 
+@pytest.mark.slow
 def test_renders_skips_and_writes_metadata(tmp_path: Path) -> None:
     write_song(tmp_path, sheet=SHEET, scenes=SCENES)
     result = invoke(tmp_path, "render-prompts", "song")
@@ -51,6 +52,7 @@ def test_renders_skips_and_writes_metadata(tmp_path: Path) -> None:
     assert keyframes(tmp_path) == files
 
 
+@pytest.mark.slow
 def test_only_and_force(tmp_path: Path) -> None:
     write_song(tmp_path, sheet=SHEET, scenes=SCENES)
     assert invoke(tmp_path, "render-prompts", "song", "--only", "sun").exit_code == 0
@@ -72,6 +74,7 @@ def test_same_image_for_every_batch_size_and_run(tmp_path: Path) -> None:
     assert keyframes(tmp_path) == first
 
 
+@pytest.mark.slow
 def test_truncated_png_is_not_mistaken_for_finished(tmp_path: Path) -> None:
     write_song(tmp_path, sheet=SHEET, scenes=SCENES)
     invoke(tmp_path, "render-prompts", "song", "--only", "sun")
@@ -107,6 +110,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     assert not [p for p in folder.iterdir() if "sdmorph-tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_controlnet_song_uses_masks(tmp_path: Path) -> None:
     sheet = ("name,prompt,seeds,mask\nluna,a moon,7,square\nsun,a moon,7,circle\n"
              "star,a moon,7,vector\n")

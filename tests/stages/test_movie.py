@@ -274,6 +274,7 @@ def test_rate_audio_and_codec_defaults(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- encoding
 
 
+@pytest.mark.slow
 def test_movie_plays_every_frame_in_order_per_section(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     result = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--fps", "8")
@@ -304,6 +305,7 @@ def test_movie_plays_every_frame_in_order_per_section(tmp_path: Path) -> None:
     assert played(media, combined) == frames
 
 
+@pytest.mark.slow
 def test_both_codecs_holds_audio_and_story_file(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     write_wav(tmp_path / "meta" / "song" / "song.wav", 1.0)
@@ -331,6 +333,7 @@ def test_both_codecs_holds_audio_and_story_file(tmp_path: Path) -> None:
     assert (media.song_media / "story" / "trans_sequence.csv").read_bytes() == story.read_bytes()
 
 
+@pytest.mark.slow
 def test_fit_audio_sets_the_rate_to_the_song(tmp_path: Path) -> None:
     media, _ = chain_song(tmp_path)
     song_file = write_wav(tmp_path / "track.wav", 4.0, channels=2)
@@ -383,6 +386,7 @@ def test_clips_and_stale_outputs(tmp_path: Path) -> None:
     assert "clips.json are from another story" in other.stderr
 
 
+@pytest.mark.slow
 def test_failed_encode_keeps_the_old_movie_and_story(tmp_path: Path) -> None:
     full_song(tmp_path)
     first = invoke(tmp_path, "movie", "song", "--codec", "mjpeg", "--seed", "0")
@@ -445,6 +449,7 @@ def test_sequence_plays_an_old_hand_edited_story(tmp_path: Path) -> None:
     assert not (old.parent / "trans_sequence.before-sdmorph.csv").exists()
 
 
+@pytest.mark.slow
 def test_old_story_under_the_default_name_is_refused(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     base = media.song_media / "stories" / "base"
@@ -505,6 +510,7 @@ def test_story_folder_with_only_old_movies_or_an_empty_file_is_refused(tmp_path:
     assert snapshot(media.song_media / "stories") == before
 
 
+@pytest.mark.slow
 def test_movie_killed_before_its_story_file_resumes(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     assert invoke(tmp_path, "movie", "song", "--codec", "mjpeg").exit_code == 0
@@ -535,6 +541,7 @@ def test_hand_made_latest_story_is_kept_before_it_is_replaced(tmp_path: Path) ->
     assert not [p for p in latest.parent.iterdir() if ".sdmorph-tmp" in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sections", [(1, 1), (1, 2)])
 def test_cut_keeps_the_first_frame_after_it(tmp_path: Path, sections: tuple[int, int]) -> None:
     # luna-1003 -> luna-1001 (backwards) and back, then a cut to sun-2001 -> sun-2003 and back.
@@ -602,6 +609,7 @@ def test_from_plan_plays_the_planned_path(tmp_path: Path) -> None:
     assert probe(story.parent / "gen_combined.mov").frames == len(plan) * (STEPS - 1) + 1
 
 
+@pytest.mark.slow
 def test_second_run_of_a_story_waits_for_the_first(tmp_path: Path) -> None:
     media, steps = chain_song(tmp_path)
     lock = media.song_media / "stories" / "base" / LOCK_NAME
@@ -637,6 +645,7 @@ def test_second_run_of_a_story_waits_for_the_first(tmp_path: Path) -> None:
     assert played(media, movie) == expected(steps)
 
 
+@pytest.mark.slow
 def test_unreachable_scene_names_the_transitions_set_to_n(tmp_path: Path) -> None:
     write_song(tmp_path, sheet="name,prompt,seeds\nluna,a moon,1001\nsun,a sun,2001\n",
                scenes=",scene,duration,section\n0,luna,0,1\n1,sun,0,1\n")

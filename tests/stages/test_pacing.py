@@ -67,6 +67,7 @@ def even(tmp_path_factory: pytest.TempPathFactory) -> tuple[Song, Path, int]:
     return song, folder, passes
 
 
+@pytest.mark.slow
 def test_even_keeps_the_frame_count_and_the_keyframes(even: tuple[Song, Path, int]) -> None:
     song, folder, _ = even
     frames = sorted(folder.glob("frame*.png"))
@@ -91,6 +92,7 @@ def test_the_chosen_times_are_in_the_manifest_and_the_frames(
             assert image.text["t"] == f"{times[i]:.6f}"
 
 
+@pytest.mark.slow
 def test_even_is_deterministic(even: tuple[Song, Path, int], tmp_path: Path) -> None:
     _, folder, _ = even
     again, _, _ = render(song_at(tmp_path, "even"))
@@ -113,6 +115,7 @@ def test_linear_manifests_and_recipes_are_unchanged(tmp_path: Path) -> None:
                           "sdmorph_version", "kind", "complete", "recipe_key"]
 
 
+@pytest.mark.slow
 def test_a_pacing_change_marks_the_folder_stale(even: tuple[Song, Path, int],
                                                 tmp_path: Path) -> None:
     _, folder, _ = even
@@ -159,6 +162,7 @@ def test_a_render_stopped_after_choosing_keeps_its_times(even: tuple[Song, Path,
     assert folder_bytes(target) == folder_bytes(folder)
 
 
+@pytest.mark.slow
 def test_the_cli_takes_pacing_and_refuses_unknown_ones(tmp_path: Path) -> None:
     write_song(tmp_path, settings=settings(None, frames=4))
     bad = CliRunner().invoke(app, ["transitions", "song", "--pacing", "fast"],

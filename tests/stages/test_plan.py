@@ -99,6 +99,7 @@ def test_planned_pairs_needs_a_plan(song: Song) -> None:
     assert planned_path(song) == []
 
 
+@pytest.mark.slow
 def test_planned_pairs_honours_compute_n(song: Song) -> None:
     plan = make_plan(song, 0, 1, open_store(song))
     a, b = plan.pairs[1]
@@ -108,6 +109,7 @@ def test_planned_pairs_honours_compute_n(song: Song) -> None:
     assert todo == [pair for pair in plan.pairs if pair != (a, b)]
 
 
+@pytest.mark.slow
 def test_plan_again_keeps_the_artists_n(song: Song) -> None:
     first = make_plan(song, 0, 1, open_store(song))
     a, b = first.pairs[0]

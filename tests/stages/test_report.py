@@ -237,6 +237,7 @@ def test_previews_are_reused_until_their_folder_changes(old_song: Song) -> None:
     assert len(after - before) == 1 and len(before - after) == 1  # the old one is gone
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_half_preview_or_page(old_song: Song, tmp_path: Path) -> None:
     """SIGKILL just before a preview is renamed into place: nothing looks finished."""
     code = (
@@ -296,6 +297,7 @@ def test_two_thousand_transitions_write_in_seconds_once_previews_exist(tmp_path:
 # ------------------------------------------------------------------ the command
 
 
+@pytest.mark.slow
 def test_report_never_imports_torch() -> None:
     code = ("import sys, sdmorph.stages.report; "
             "bad = [m for m in ('torch', 'diffusers', 'transformers', 'sdmorph.render.renderer', "
@@ -372,6 +374,7 @@ def test_the_command_writes_elsewhere_with_o_and_refuses_foreign_pages(rendered:
     assert (foreign / "index.html").read_text() == "<html>mine</html>"
 
 
+@pytest.mark.slow
 def test_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
     write_song(tmp_path)
     opened = tmp_path / "opened.txt"
@@ -386,6 +389,7 @@ def test_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
     assert opened.read_text() == page.as_uri()
 
 
+@pytest.mark.slow
 def test_the_command_reports_a_bad_song_in_one_line(tmp_path: Path) -> None:
     result = sdmorph(tmp_path, "report", "nosuchsong")
     assert result.returncode == 2 and result.stderr.startswith("error:"), result.stderr

@@ -165,6 +165,7 @@ def build_old_song(song: Song) -> None:
 # ------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_status_never_imports_torch() -> None:
     code = ("import sys, sdmorph.stages.status; "
             "bad = [m for m in ('torch', 'diffusers', 'transformers', 'sdmorph.render.renderer', "
