@@ -1,7 +1,7 @@
 """The one CSV reader for every table an artist or the old scripts write.
 
 Tolerant of what spreadsheets and the old scripts produce (BOMs, an index column without a
-header, trailing commas), strict where pandas would silently misread (rows longer than the
+header, trailing commas), strict where a lax reader would silently misread (rows longer than the
 header, a blank first line, quoting the csv module reads otherwise). Cells come back as
 stripped strings with their spreadsheet row numbers, for messages that name file, row and
 column.
@@ -11,60 +11,97 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
 
 from sdmorph.core.errors import Problem, SongError
 
+# Cells past the csv module's default limit of 128 KiB are not a prompt sheet's.
+_FIELD_LIMIT = 1 << 24
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV as strings, BOM-tolerant, keeping row positions for error messages."""
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV's stripped column names and its data rows as written (row i is spreadsheet row i+2).
+
+    Column names are those pandas would give, since the old scripts' tables were written and
+    read with it: a blank header is `Unnamed: <position>`, a repeated one `<name>.1`.
+    """
+
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def read_csv(path: Path) -> CsvTable:
+    """Read a CSV as strings, BOM-tolerant, keeping row positions for error messages.
+
+    The csv module rather than pandas: importing pandas alone took half of a 2 s plan.
+    """
     try:
-        shape = _row_shape(path)
-        with warnings.catch_warnings():  # the dropped trailing cells are known to be empty
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                skip_blank_lines=False, skipinitialspace=False, **shape,
-            )
+        rows = _records(Path(path).read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise SongError(Problem("file not found", file=path)) from None
-    # ValueError: pandas' reading of the rows disagrees with the csv module's (stray quotes
-    # or line ends), so the shape chosen above does not fit: the file is not plain CSV.
-    except (OSError, UnicodeDecodeError, csv.Error, pd.errors.ParserError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SongError(Problem(f"cannot read as CSV: {first}", file=path)) from None
-    except pd.errors.EmptyDataError:
-        raise SongError(Problem("the file is empty (a header row is needed)", file=path)) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.reset_index(drop=True)
-
-
-def _row_shape(path: Path) -> dict[str, Any]:
-    """How to read rows longer than the header, which pandas would otherwise shift silently.
-
-    One extra leading integer on every long row, under a header without an index name, is an
-    index column whose header was left out: column 0 is the index. Otherwise extra cells are
-    trailing commas and are dropped when empty; a row with text in them is reported.
-    """
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
-    if not any(c.strip() for row in rows for c in row):
-        return {}  # no header: pandas says so
+    if not any(rows):
+        raise SongError(Problem("the file is empty (a header row is needed)", file=path))
     if not rows[0]:
         raise SongError(Problem("the first line is empty: the header row must come first",
                                 file=path, row=1))
-    header = rows[0]
+    header, body = rows[0], rows[1:]
+    skip = 1 if _has_index_column(path, header, body) else 0
     width = len(header)
-    long = [(number, row) for number, row in enumerate(rows[1:], start=2) if len(row) > width]
+    cells = [_fitted(row[skip:], width) for row in body]
+    return CsvTable([name.strip() for name in _pandas_names(header)], cells)
+
+
+def _records(text: str) -> list[list[str]]:
+    """Every record; strict, so a stray quote is an error rather than a guess."""
+    previous = csv.field_size_limit(_FIELD_LIMIT)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise csv.Error(f"line {reader.line_num}: {exc}") from None
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _fitted(row: list[str], width: int) -> list[str]:
+    """`row` cut or padded to `width` cells (cut cells were checked to be empty)."""
+    return row[:width] + [""] * (width - len(row))
+
+
+def _pandas_names(header: list[str]) -> list[str]:
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for position, raw in enumerate(header):
+        name = raw if raw else f"Unnamed: {position}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        names.append(name)
+    return names
+
+
+def _has_index_column(path: Path, header: list[str], body: list[list[str]]) -> bool:
+    """Whether column 0 is an index whose header was left out; fails on other long rows.
+
+    One extra leading integer on every row, under a header without an index name, is an
+    index column whose header was left out (as the old scripts wrote). Otherwise extra cells
+    are trailing commas and are dropped when empty; a row with text in them is reported.
+    """
+    width = len(header)
+    long = [(number, row) for number, row in enumerate(body, start=2) if len(row) > width]
     if not long:
-        return {"index_col": False}
+        return False
     if not is_junk_column(header[0].strip()) and all(
-            len(row) == width + 1 and row[0].strip().isdigit() for _, row in long):
-        return {"index_col": 0}
+            len(row) == width + 1 and row[0].strip().isdigit()
+            for row in body if any(cell.strip() for cell in row)):
+        return True
     problems = []
     for number, row in long:
         extra = [(i, cell.strip()) for i, cell in enumerate(row) if i >= width and cell.strip()]
@@ -76,7 +113,7 @@ def _row_shape(path: Path) -> dict[str, Any]:
                 file=path, row=number))
     if problems:
         raise SongError(*problems)
-    return {"index_col": False, "usecols": range(width)}
+    return False
 
 
 def is_junk_column(name: str) -> bool:
@@ -84,9 +121,9 @@ def is_junk_column(name: str) -> bool:
     return name == "" or name.startswith("Unnamed:") or name.isdigit()
 
 
-def non_empty_rows(frame: pd.DataFrame) -> Iterable[tuple[int, dict[str, str]]]:
+def non_empty_rows(table: CsvTable) -> Iterable[tuple[int, dict[str, str]]]:
     """(spreadsheet row, cells) for rows with any content; fully empty rows are skipped."""
-    for index, record in enumerate(frame.to_dict("records")):
-        cells = {k: str(v).strip() for k, v in record.items()}
+    for index, row in enumerate(table.rows):
+        cells = {name: cell.strip() for name, cell in zip(table.columns, row, strict=True)}
         if any(cells.values()):
             yield index + 2, cells

@@ -184,10 +184,10 @@ class _Table:
 def _read_table(path: Path, known: Sequence[str]) -> _Table:
     """Rows with content in any of the `known` columns (the index column is not content)."""
     path = Path(path)
-    frame = read_csv(path)
-    rows = [(row, cells) for row, cells in non_empty_rows(frame)
+    table = read_csv(path)
+    rows = [(row, cells) for row, cells in non_empty_rows(table)
             if any(cells.get(col) for col in known)]
-    return _Table(path, [str(c) for c in frame.columns], rows)
+    return _Table(path, list(table.columns), rows)
 
 
 def _write_table(target: Path, columns: Sequence[str], records: Iterable[Sequence[str]]) -> None:

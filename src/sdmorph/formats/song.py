@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sdmorph.core.errors import Problem, SdmorphError, SongError
 from sdmorph.core.ids import ImageId
 from sdmorph.core.paths import SceneSpec
-from sdmorph.formats.csv_table import is_junk_column, non_empty_rows, read_csv
+from sdmorph.formats.csv_table import CsvTable, is_junk_column, non_empty_rows, read_csv
 from sdmorph.formats.fsio import inside, safe_name
 from sdmorph.formats.legacy import resolve_seed_ref
 from sdmorph.formats.profile import SETTINGS_FILE, LoadedSettings, Profile, load_settings_file
@@ -160,14 +159,14 @@ class _Ctx:
 def load_prompt_sheet(path: Path) -> tuple[dict[str, PromptDef], list[Problem], list[str]]:
     """Parse the prompt sheet; returns prompts by name, problems and warnings."""
     ctx = _Ctx(path)
-    frame = read_csv(path)
-    if frame.columns.empty:
+    table = read_csv(path)
+    if not table.columns:
         ctx.problem("no header row")
         return {}, ctx.problems, ctx.warnings
-    key = frame.columns[0]
-    _check_sheet_columns(frame, ctx)
+    key = table.columns[0]
+    _check_sheet_columns(table, ctx)
     prompts: dict[str, PromptDef] = {}
-    for row, cells in non_empty_rows(frame):
+    for row, cells in non_empty_rows(table):
         prompt = _parse_prompt_row(cells, key, row, ctx)
         if prompt is None:
             continue
@@ -192,12 +191,12 @@ def _check_file_names(prompts: dict[str, PromptDef], key: str, ctx: _Ctx) -> Non
                         "rename one of them", prompt.row, key)
 
 
-def _check_sheet_columns(frame: pd.DataFrame, ctx: _Ctx) -> None:
+def _check_sheet_columns(table: CsvTable, ctx: _Ctx) -> None:
     for required in ("prompt", "seeds"):
-        if required not in frame.columns:
-            ctx.problem(f"missing column {required!r} (columns: {', '.join(frame.columns)})")
-    known = {frame.columns[0], "name", *SHEET_COLUMNS}
-    for column in frame.columns:
+        if required not in table.columns:
+            ctx.problem(f"missing column {required!r} (columns: {', '.join(table.columns)})")
+    known = {table.columns[0], "name", *SHEET_COLUMNS}
+    for column in table.columns:
         if column not in known and not is_junk_column(column):
             ctx.warn(f"unknown column {column!r} ignored")
 
@@ -252,16 +251,16 @@ def _exists(check: Callable[[], bool]) -> bool:
 
 def load_scene_rows(path: Path) -> tuple[list[SceneRow], list[Problem], list[str]]:
     ctx = _Ctx(path)
-    frame = read_csv(path)
+    table = read_csv(path)
     for required in ("scene", "duration", "section"):
-        if required not in frame.columns:
-            ctx.problem(f"missing column {required!r} (columns: {', '.join(frame.columns)})")
+        if required not in table.columns:
+            ctx.problem(f"missing column {required!r} (columns: {', '.join(table.columns)})")
     if ctx.problems:
         return [], ctx.problems, ctx.warnings
-    for column in frame.columns[1:]:
+    for column in table.columns[1:]:
         if column not in SCENE_COLUMNS and not is_junk_column(column):
             ctx.warn(f"unknown column {column!r} ignored")
-    rows = [r for row, cells in non_empty_rows(frame) if (r := _scene_row(cells, row, ctx))]
+    rows = [r for row, cells in non_empty_rows(table) if (r := _scene_row(cells, row, ctx))]
     if not rows and not ctx.problems:
         ctx.problem("no scenes listed")
     return rows, ctx.problems, ctx.warnings
