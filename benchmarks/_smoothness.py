@@ -43,7 +43,7 @@ class Spec:
     size: int = 64
     guidance: float = 7.5
     batch_size: int = 8
-    model: str = "tiny-trained"  # pictures that snap; `tiny` (random weights) morphs smoothly
+    model: str = "tiny"  # trained: pictures that snap; `tiny-random` morphs smoothly
 
 
 @dataclass
@@ -71,7 +71,7 @@ class PacingRun:
 
 def model_kind(renderer: Renderer) -> str:
     """Which built-in model ran: its weights say whether any picture can snap."""
-    return "trained" if renderer.model == "tiny-trained" else f"{renderer.model} (random weights)"
+    return "trained" if renderer.model == "tiny" else f"{renderer.model} (random weights)"
 
 
 def pairs(spec: Spec) -> list[tuple[ImageId, ImageId]]:

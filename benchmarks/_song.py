@@ -40,7 +40,7 @@ def write_song(root: Path, spec: SongSpec, name: str = "song") -> tuple[Path, Pa
         rows.append(f'p{k},"{PROMPTS[k % len(PROMPTS)]}",{seeds},{spec.guidance}')
         scenes.append(f"{k},p{k},{spec.duration},1,,")
     profile: dict[str, object] = {
-        "model_string": "tiny", "res_width": spec.size, "res_height": spec.size,
+        "model_string": "tiny-random", "res_width": spec.size, "res_height": spec.size,
         "interpolation_steps": spec.frames, "noise": "cpu",
         "pipe_kwargs": {"num_inference_steps": spec.steps, "negative_prompt": ""},
     }

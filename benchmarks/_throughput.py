@@ -200,8 +200,8 @@ def _best(runs: list[Run]) -> Run:
 def compare(size: int, frames: int, repeats: int, steps: int = 10, guidance: float = 7.5,
             batch_size: int | None = None, log: Callable[[str], None] = print) -> Comparison:
     """Old loop and sdmorph, each timed at `frames` and `2 * frames` frames, interleaved."""
-    old_pipe = load_pipeline("tiny", device="cpu")
-    engine = Engine("tiny", device="cpu")
+    old_pipe = load_pipeline("tiny-random", device="cpu")
+    engine = Engine("tiny-random", device="cpu")
     clock = ModelClock(engine.pipe)
     specs = {n: SongSpec(size=size, frames=n, steps=steps, guidance=guidance,
                          batch_size=batch_size) for n in (frames, 2 * frames)}
@@ -257,7 +257,7 @@ def count_model_calls(root: Path, size: int = 64, frames: int = 8, steps: int = 
     for hop in hops:
         first_seen.setdefault(pair_key(hop.a, hop.b), (hop.a, hop.b))
     pairs = list(first_seen.values())
-    engine = Engine("tiny", device="cpu")
+    engine = Engine("tiny-random", device="cpu")
     run = sdmorph_transitions(engine, spec, root / "render", pairs=pairs)
     keyframes = len({image for pair in pairs for image in pair})
     decodes = keyframes + len(pairs) * (frames - 2)

@@ -147,7 +147,7 @@ def build_pipeline(device: str, dtype: Any, smoke: bool) -> Any:
 
     from sdmorph.render.tiny import PNDM_CONFIG, build_tiny_pipeline
 
-    tokenizer = build_tiny_pipeline().tokenizer
+    tokenizer = build_tiny_pipeline(trained=False).tokenizer
     unet_cfg = {**UNET_SD15, **(SMOKE["unet"] if smoke else {})}
     vae_cfg = {**VAE_SD15, **(SMOKE["vae"] if smoke else {})}
     clip_cfg = {**CLIP_SD15, **(SMOKE["clip"] if smoke else {})}

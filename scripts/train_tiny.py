@@ -46,13 +46,19 @@ from sdmorph.core.vocabulary import (
     WORDS,
     Scene,
     Thing,
-    parse_caption,
+)
+from sdmorph.media.caption_match import (
+    EVALUATION_PROMPTS,
+    EVALUATION_SEEDS,
+    background_matches,
+    measured_object_colour,
+    object_colour_matches,
 )
 from sdmorph.render.tiny import PNDM_CONFIG, bpe_tokenizer, clip_text_encoder
 
 SEED = 21
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny-trained"
-MAX_LENGTH = 77
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src/sdmorph/render/weights/tiny"
+MAX_LENGTH = 24  # the longest caption is 19 tokens; 24 keeps the text encoder and attention cheap
 TEXT_DIM = 128  # wider than the random model's 32: colour words must survive into each object
 
 Size = tuple[int, int]  # (width, height) in pixels
@@ -69,24 +75,14 @@ EDGE_WEIGHT = 1.0  # L1 on image gradients: plain L1 alone leaves object outline
 KL_WEIGHT = 1e-6  # only keeps latents bounded; the scaling factor then normalises them
 UNET_LR, TEXT_LR = 8e-4, 1.6e-3  # the text encoder learns faster so colours bind to objects
 EMPTY_CAPTION_SHARE = 0.1  # for classifier-free guidance
+# Objects cover a few latent pixels while the background covers the rest: without extra weight
+# the loss barely notices an object of the wrong colour, so colour words never bind.
+OBJECT_WEIGHT = 4.0
 MIN_SNR_GAMMA = 5.0
 EMA_DECAY = 0.998
 WARMUP_STEPS = 200
 SS = 2  # masks are drawn at twice the size and box-filtered, so edges are antialiased
 
-EVAL_PROMPTS = (
-    "a red sun over the sea",
-    "a yellow moon at night",
-    "a white house in the forest",
-    "a purple flower in the snow",
-    "a pink cloud in the sky",
-    "a blue tree in the desert",
-    "an orange star over the snow",
-    "a black mountain in the desert",
-    "the sea at night with a green house",
-    "in the sky a red flower",
-)
-EVAL_SEEDS = (0, 1, 2, 3)
 
 
 # ---------------------------------------------------------------- scenes and captions
@@ -143,8 +139,11 @@ def _setting_phrase(scene: Scene, rng: random.Random) -> str:
 # ---------------------------------------------------------------- drawing
 
 
-def draw_scene(scene: Scene, size: Size, rng: random.Random) -> np.ndarray:
-    """The scene as an (height, width, 3) uint8 picture; colours jitter a little per picture."""
+def draw_scene(scene: Scene, size: Size, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """The scene as an (height, width, 3) uint8 picture, and where its objects are (0..1).
+
+    Colours jitter a little per picture.
+    """
     width, height = size
     assert scene.setting is not None
     horizon = SETTINGS[scene.setting].horizon + rng.uniform(-0.06, 0.06)
@@ -153,11 +152,14 @@ def draw_scene(scene: Scene, size: Size, rng: random.Random) -> np.ndarray:
     rng.shuffle(slots)
     # Mountains first: they are large and stand behind anything else.
     placed = sorted(zip(scene.things, slots, strict=True), key=lambda p: p[0].name != "mountain")
+    objects = np.zeros((height, width, 1), dtype=np.float32)
     for thing, slot in placed:
         alpha = _object_mask(thing.name, size, horizon, rng.uniform(*slot), rng)[..., None]
         colour = _jitter(COLOURS[thing.shown_colour], rng, 12)
         image = image * (1 - alpha) + colour * alpha
-    return image.round().clip(0, 255).astype(np.uint8).reshape(height, width, 3)
+        objects = np.maximum(objects, alpha)
+    picture = image.round().clip(0, 255).astype(np.uint8).reshape(height, width, 3)
+    return picture, objects[..., 0]
 
 
 def _jitter(rgb: tuple[int, int, int], rng: random.Random, amount: int) -> np.ndarray:
@@ -182,7 +184,7 @@ def _object_mask(name: str, size: Size, horizon: float, x: float, rng: random.Ra
     draw = ImageDraw.Draw(mask)
     unit, cx, sky_bottom = min(big), x * big[0], horizon * big[1]
     if name in SKY_OBJECTS:
-        r = rng.uniform(0.07, 0.13) * unit
+        r = rng.uniform(0.12, 0.19) * unit
         low, high = r + 0.04 * big[1], sky_bottom - r
         cy = rng.uniform(low, high) if high > low else sky_bottom / 2
         _SKY_SHAPES[name](draw, cx, cy, r, rng)
@@ -228,7 +230,7 @@ def _cloud(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, rng: rando
 
 
 def _tree(draw: ImageDraw.ImageDraw, cx: float, y: float, unit: float, rng: random.Random) -> None:
-    h = rng.uniform(0.28, 0.45) * unit
+    h = rng.uniform(0.4, 0.6) * unit
     trunk, half = 0.06 * h, 0.28 * h
     draw.rectangle((cx - trunk, y - 0.3 * h, cx + trunk, y), fill=255)
     for low, high, scale in ((0.2, 0.75, 1.0), (0.5, 1.0, 0.75)):
@@ -237,7 +239,7 @@ def _tree(draw: ImageDraw.ImageDraw, cx: float, y: float, unit: float, rng: rand
 
 
 def _house(draw: ImageDraw.ImageDraw, cx: float, y: float, unit: float, rng: random.Random) -> None:
-    w = rng.uniform(0.2, 0.32) * unit
+    w = rng.uniform(0.3, 0.42) * unit
     body = 0.7 * w
     draw.rectangle((cx - w / 2, y - body, cx + w / 2, y), fill=255)
     roof = [(cx - 0.62 * w, y - body), (cx + 0.62 * w, y - body), (cx, y - body - 0.5 * w)]
@@ -249,7 +251,7 @@ def _house(draw: ImageDraw.ImageDraw, cx: float, y: float, unit: float, rng: ran
 def _flower(
     draw: ImageDraw.ImageDraw, cx: float, y: float, unit: float, rng: random.Random
 ) -> None:
-    h = rng.uniform(0.2, 0.3) * unit
+    h = rng.uniform(0.34, 0.48) * unit
     head_y = y - 0.72 * h
     draw.rectangle((cx - 0.05 * h, head_y, cx + 0.05 * h, y), fill=255)
     for k in range(5):
@@ -272,9 +274,10 @@ _GROUND_SHAPES = {"tree": _tree, "house": _house, "flower": _flower, "mountain":
 
 @dataclass
 class DrawnSet:
-    """Scenes of one size: pictures as a uint8 array and their captions."""
+    """Scenes of one size: pictures as a uint8 array, where their objects are, and captions."""
 
     images: np.ndarray  # (n, height, width, 3)
+    objects: np.ndarray  # (n, height, width) coverage 0..1
     captions: list[str]
 
 
@@ -284,8 +287,9 @@ def draw_sets(scale: float) -> dict[Size, DrawnSet]:
     for index, (size, (count, _, _)) in enumerate(SIZES.items()):
         rng = random.Random(SEED * 1000 + index)
         scenes = [random_scene(rng) for _ in range(max(64, int(count * scale)))]
-        images = np.stack([draw_scene(scene, size, rng) for scene in scenes])
-        sets[size] = DrawnSet(images, [caption_for(scene, rng) for scene in scenes])
+        drawn = [draw_scene(scene, size, rng) for scene in scenes]
+        images, objects = (np.stack(parts) for parts in zip(*drawn, strict=True))
+        sets[size] = DrawnSet(images, objects, [caption_for(scene, rng) for scene in scenes])
     return sets
 
 
@@ -459,11 +463,12 @@ def vae_psnr(vae: AutoencoderKL, images: np.ndarray) -> float:
 
 @dataclass
 class LatentSet:
-    """One size's scenes as posterior mean and std, with their token ids."""
+    """One size's scenes as posterior mean and std, with their token ids and loss weights."""
 
     mean: torch.Tensor
     std: torch.Tensor
     ids: torch.Tensor
+    weight: torch.Tensor  # (n, 1, h/8, w/8): 1 on background, up to 1 + OBJECT_WEIGHT on objects
 
 
 @torch.no_grad()
@@ -480,12 +485,18 @@ def encode_sets(
             means.append(dist.mean)
             stds.append(dist.std)
         ids = tokenize(tokenizer, drawn.captions)
-        encoded[size] = LatentSet(torch.cat(means), torch.cat(stds), ids)
+        encoded[size] = LatentSet(torch.cat(means), torch.cat(stds), ids, latent_weight(drawn))
     return encoded
 
 
+def latent_weight(drawn: DrawnSet) -> torch.Tensor:
+    """Per latent pixel, 1 plus OBJECT_WEIGHT times the share of it an object covers."""
+    coverage = torch.from_numpy(drawn.objects)[:, None]
+    return 1.0 + OBJECT_WEIGHT * torch.nn.functional.avg_pool2d(coverage, 8)
+
+
 def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
-    """Token ids exactly as StableDiffusionPipeline makes them (padded to 77)."""
+    """Token ids exactly as StableDiffusionPipeline makes them (padded to MAX_LENGTH)."""
     return tokenizer(
         captions, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt"
     ).input_ids
@@ -583,8 +594,9 @@ def unet_loss(
     noisy = scheduler.add_noise(clean, noise, t)
     hidden = text_encoder(ids).last_hidden_state  # what the pipeline passes as prompt_embeds
     predicted = unet(noisy, t, hidden).sample
+    per_pixel = (predicted - noise).pow(2) * data.weight[pick]
     weight = snr[t].clamp(max=MIN_SNR_GAMMA) / snr[t]
-    return (weight * (predicted - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+    return (weight * per_pixel.mean(dim=(1, 2, 3))).mean()
 
 
 # ---------------------------------------------------------------- saving
@@ -614,53 +626,6 @@ def save_pipeline(
 
 
 # ---------------------------------------------------------------- evaluation (numpy only)
-
-
-def measured_object_colour(image: np.ndarray, caption: str) -> str | None:
-    """The palette colour most pixels that are not background are nearest to (None: no object).
-
-    Each pixel goes to the nearest of the object colours and the caption's background colours
-    (above, below, and their mix at the horizon); pixels taken by the background, or too close
-    to it, are ignored, and the object colour with the most pixels wins.
-    """
-    above, below = parse_caption(caption).background()
-    mix = tuple((a + b) / 2 for a, b in zip(above, below, strict=True))
-    names = list(COLOURS)
-    refs = np.array([COLOURS[n] for n in names] + [above, below, mix], dtype=np.float32)
-    pixels = image.reshape(-1, 3).astype(np.float32)
-    distance = np.linalg.norm(pixels[:, None, :] - refs[None], axis=-1)
-    nearest = distance.argmin(axis=1)
-    off_background = distance[:, len(names) :].min(axis=1) > 60
-    chosen = nearest[(nearest < len(names)) & off_background]
-    if len(chosen) < max(4, pixels.shape[0] // 400):
-        return None
-    return names[int(np.bincount(chosen, minlength=len(names)).argmax())]
-
-
-def object_colour_matches(image: np.ndarray, caption: str) -> bool:
-    """Whether the first object's rendered colour is the colour its caption names."""
-    wanted = parse_caption(caption).things[0].shown_colour
-    return measured_object_colour(image, caption) == wanted
-
-
-def background_matches(image: np.ndarray, caption: str) -> bool:
-    """Whether the top and bottom rows look more like the caption's setting than any other.
-
-    Medians of the top and bottom eighths are compared with each setting's colours, darkened
-    by 10% as the drawn scenes are at their edges (at night too, if the caption says so).
-    """
-    scene = parse_caption(caption)
-    rows = max(2, image.shape[0] // 8)
-    seen = [np.median(part.reshape(-1, 3), axis=0) for part in (image[:rows], image[-rows:])]
-
-    def distance(name: str) -> float:
-        expected = Scene(scene.things, name, scene.night).background()
-        return sum(
-            float(np.linalg.norm(s - 0.9 * np.array(e)))
-            for s, e in zip(seen, expected, strict=True)
-        )
-
-    return min(SETTINGS, key=distance) == (scene.setting or "sky")
 
 
 def jump_ratio(frames: list[np.ndarray]) -> float:
@@ -707,8 +672,8 @@ def evaluate(out: Path, sheet: Path) -> dict[str, object]:
     pipe = StableDiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     results: dict[str, object] = {"load_s": time.monotonic() - start}
-    prompts = [p for p in EVAL_PROMPTS for _ in EVAL_SEEDS]
-    seeds = [s for _ in EVAL_PROMPTS for s in EVAL_SEEDS]
+    prompts = [p for p in EVALUATION_PROMPTS for _ in EVALUATION_SEEDS]
+    seeds = [s for _ in EVALUATION_PROMPTS for s in EVALUATION_SEEDS]
     rows: dict[str, list[np.ndarray]] = {}
     for guidance in (7.5, 1.0):
         images = render(pipe, prompts, seeds, guidance)
@@ -724,8 +689,8 @@ def evaluate(out: Path, sheet: Path) -> dict[str, object]:
     ]
     results["layout_spread"] = _layout_spread(rows["g7.5"])
     results.update(_timings(pipe))
-    big = render(pipe, list(EVAL_PROMPTS[:4]), [5] * 4, 7.5, size=(128, 128))
-    wide = render(pipe, list(EVAL_PROMPTS[4:8]), [6] * 4, 7.5, size=(128, 96))
+    big = render(pipe, list(EVALUATION_PROMPTS[:4]), [5] * 4, 7.5, size=(128, 128))
+    wide = render(pipe, list(EVALUATION_PROMPTS[4:8]), [6] * 4, 7.5, size=(128, 96))
     strips, ratios = _transitions(pipe)
     results["jump_ratios"] = ratios
     _contact_sheet(sheet, rows, big, wide, strips)
@@ -735,8 +700,8 @@ def evaluate(out: Path, sheet: Path) -> dict[str, object]:
 def _layout_spread(images: list[np.ndarray]) -> float:
     """Mean absolute pixel difference between seeds of one prompt (0 = identical layouts)."""
     spreads = []
-    for start in range(0, len(images), len(EVAL_SEEDS)):
-        group = [i.astype(float) for i in images[start : start + len(EVAL_SEEDS)]]
+    for start in range(0, len(images), len(EVALUATION_SEEDS)):
+        group = [i.astype(float) for i in images[start : start + len(EVALUATION_SEEDS)]]
         spreads += [np.abs(a - b).mean() for k, a in enumerate(group) for b in group[k + 1 :]]
     return float(np.mean(spreads))
 
@@ -776,7 +741,7 @@ def _contact_sheet(
     strips: list[list[np.ndarray]],
 ) -> None:
     """Eval renders (guidance 7.5, then 1) as rows of four seeds, 128px renders, morph strips."""
-    n = len(EVAL_SEEDS)
+    n = len(EVALUATION_SEEDS)
     lines = [
         np.concatenate(rows["g7.5"][k : k + n] + rows["g1.0"][k : k + n], axis=1)
         for k in range(0, len(rows["g7.5"]), n)
@@ -877,6 +842,7 @@ def main(argv: list[str]) -> None:
     log(f"vae done: {facts['vae_steps']} steps, PSNR {facts['vae_psnr_db']} dB")
 
     tokenizer = bpe_tokenizer(WORDS)
+    tokenizer.model_max_length = MAX_LENGTH  # saved with it: the pipeline pads prompts to this
     start = time.monotonic()
     latents = encode_sets(vae, sets, tokenizer)
     scale = scaling_factor(latents)

@@ -17,7 +17,7 @@ SCENES = """,scene,duration,section,start,avoid
 """
 SETTINGS = {
     "default": {
-        "model_string": "tiny",
+        "model_string": "tiny-random",
         "res_width": 64,
         "res_height": 64,
         "interpolation_steps": 4,

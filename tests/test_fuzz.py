@@ -173,12 +173,12 @@ SCENE_SHEETS = [
     "scene,duration,section,start\nluna,1,1,luna_100\nold folder,1,2,\n",
 ]
 SETTINGS_SAMPLES = [
-    {"default": {"model_string": "tiny", "res_width": 64, "res_height": 64,
+    {"default": {"model_string": "tiny-random", "res_width": 64, "res_height": 64,
                  "interpolation_steps": 4, "noise": "cpu",
                  "pipe_kwargs": {"num_inference_steps": 3}}},
     {"song_name": "x", "res_height": 564, "res_width": 1024, "interpolation_steps": 30,
      "model_string": "runwayml/stable-diffusion-v1-5", "seed_delimiter": ", ",
-     "inference_steps": 25, "mask_image": "blank", "controlnet_string": "tiny",
+     "inference_steps": 25, "mask_image": "blank", "controlnet_string": "tiny-random",
      "pipe_kwargs": {"negative_prompt": "blurry", "control_guidance_start": 0.1,
                      "control_guidance_end": 0.9, "controlnet_conditioning_scale": 0.7}},
     {"default": {"res_width": 512}, "cell": {"res_width": 768, "cnet_image": "shapes/a",
@@ -193,7 +193,7 @@ PROFILE_KEYS = ["res_height", "res_width", "interpolation_steps", "model_string"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
-    | st.sampled_from([0, 1, 7, 8, 64, 564, 2**64, -8, 0.5, "tiny", "cpu", "cuda", ""]),
+    | st.sampled_from([0, 1, 7, 8, 64, 564, 2**64, -8, 0.5, "tiny-random", "cpu", "cuda", ""]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
         st.sampled_from(PROFILE_KEYS) | st.text(max_size=5), inner, max_size=4),
     max_leaves=12,

@@ -186,7 +186,7 @@ def test_prompt_names_sharing_a_file_name_are_refused(tmp_path: Path) -> None:
     assert "row 3" in result.stderr and "'a/b' (row 2)" in result.stderr
 
 
-CNET = {"default": {**TINY["default"], "controlnet_string": "tiny"}}
+CNET = {"default": {**TINY["default"], "controlnet_string": "tiny-random"}}
 
 
 @pytest.mark.parametrize("mask", ["../../secret", "../secret", "/etc/passwd",

@@ -123,7 +123,7 @@ def test_strict_counts_settings_warnings(tmp_path: Path, extra: dict[str, object
 def test_validate_reports_seed_and_mask_problems_together(tmp_path: Path) -> None:
     sheet = "name,prompt,seeds,mask\nluna,a moon,12 zz,circle\nsun,a sun,1,square\n"
     scenes = ",scene,duration,section\n0,luna,0,1\n1,sun,0,1\n"
-    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny"}}
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny-random"}}
     write_song(tmp_path, sheet=sheet, scenes=scenes, settings=settings)
     result = invoke(tmp_path, "validate", "song")
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -33,7 +33,7 @@ def test_basic_song_loads(tmp_path: Path) -> None:
     assert song.prompts["luna"].prompt == "a moon, glowing"
     assert [s.name for s in song.scenes] == ["luna", "sun", "star"]
     assert song.scenes[2].section == 2
-    assert song.profile.model_string == "tiny"
+    assert song.profile.model_string == "tiny-random"
     assert song.warnings == []
 
 
@@ -101,7 +101,7 @@ def test_unknown_column_warns(tmp_path: Path) -> None:
 
 
 def test_flat_settings_and_old_spellings(tmp_path: Path) -> None:
-    flat = {"song_name": "x", "res_height": 564, "res_width": 1024, "model_string": "tiny",
+    flat = {"song_name": "x", "res_height": 564, "res_width": 1024, "model_string": "tiny-random",
             "interpolation_steps": 30, "inference_steps": 20, "seed_delimiter": " ",
             "pipe_kwargs": {"negative_prompt": "ugly"}}
     write_song(tmp_path, settings=flat)
@@ -115,7 +115,7 @@ def test_flat_settings_and_old_spellings(tmp_path: Path) -> None:
 
 
 def test_pipe_kwargs_steps_win_over_inference_steps(tmp_path: Path) -> None:
-    settings = {"default": {"model_string": "tiny", "inference_steps": 20,
+    settings = {"default": {"model_string": "tiny-random", "inference_steps": 20,
                             "pipe_kwargs": {"num_inference_steps": 30}}}
     write_song(tmp_path, settings=settings)
     assert load(tmp_path).profile.num_inference_steps == 30
@@ -226,7 +226,7 @@ def test_masks_png_svg_subfolder_and_missing(tmp_path: Path) -> None:
     sheet = ("name,prompt,seeds,mask,cnet_scale\nluna,a moon,1,shapes/square,0.5\n"
              "sun,a sun,2,circle,\nstar,a star,3,,\ncomet,a comet,4,gone,\nnova,nova,5,gone,\n")
     scenes = ",scene,duration,section,start,avoid\n0,luna,0,1,,\n1,sun,0,1,,\n2,star,0,1,,\n"
-    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny",
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny-random",
                             "cnet_image": "blank"}}
     svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32">'
            '<circle cx="16" cy="16" r="8" fill="white"/></svg>')
@@ -255,7 +255,7 @@ def test_summary_counts(tmp_path: Path) -> None:
 
 
 def test_json_settings_roundtrip_is_the_source_of_truth(tmp_path: Path) -> None:
-    write_song(tmp_path, settings=json.dumps({"default": {"model_string": "tiny",
+    write_song(tmp_path, settings=json.dumps({"default": {"model_string": "tiny-random",
                                                           "res_width": "abc"}}))
     assert "res_width" in errors_of(tmp_path)
 
@@ -281,8 +281,9 @@ def test_every_wild_case_at_once(tmp_path: Path) -> None:
         "2,picks,0,2,random,,\n"
         "3,star,1,2,,star_5842,\n"
     )
-    flat = {"song_name": "wild", "res_height": 564, "res_width": 1024, "model_string": "tiny",
-            "controlnet_string": "tiny", "cnet_image": "blank", "interpolation_steps": 30,
+    flat = {"song_name": "wild", "res_height": 564, "res_width": 1024,
+            "model_string": "tiny-random", "controlnet_string": "tiny-random",
+            "cnet_image": "blank", "interpolation_steps": 30,
             "inference_steps": 20, "seed_delimiter": " ", "mystery": 1,
             "pipe_kwargs": {"negative_prompt": "ugly", "control_guidance_end": 0.8}}
     svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="32" height="18">'
@@ -318,7 +319,7 @@ def test_every_wild_case_at_once(tmp_path: Path) -> None:
 
 def test_every_bad_settings_value_is_reported(tmp_path: Path) -> None:
     write_song(tmp_path, settings={"res_width": "abc", "noise": "gpu", "interpolation_steps": 1,
-                                   "inference_steps": 0, "model_string": "tiny"})
+                                   "inference_steps": 0, "model_string": "tiny-random"})
     lines = errors_of(tmp_path).splitlines()
     prefix = f"{tmp_path / 'meta/song/tgen_settings.json'}: profile 'default': "
     for key in ("res_width 'abc'", "noise 'gpu'", "interpolation_steps 1", "inference_steps 0"):

@@ -44,7 +44,7 @@ SUN = ImageId("sun", 7771234)
 SUN12 = ImageId("sun", 12)
 STAR = ImageId("star-child", 1234)
 GODDESS = ImageId("cloud goddess", 1234567)
-RECIPE = {"model": "tiny", "size": [64, 64], "steps": 4, "noise": "cpu", "guidance": 7.5}
+RECIPE = {"model": "tiny-random", "size": [64, 64], "steps": 4, "noise": "cpu", "guidance": 7.5}
 
 
 def png_bytes(shade: int = 0) -> bytes:

@@ -23,12 +23,12 @@ LONG_SEED = 5842234013956479
 
 @pytest.fixture(scope="module")
 def plain() -> Engine:
-    return Engine("tiny", device="cpu")
+    return Engine("tiny-random", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def cnet() -> Engine:
-    return Engine("tiny", "tiny", device="cpu")
+    return Engine("tiny-random", "tiny-random", device="cpu")
 
 
 def _square(size: int = SIZE) -> np.ndarray:
@@ -195,7 +195,7 @@ class _SmallMemoryEngine(Engine):
 @pytest.mark.slow
 def test_out_of_memory_halves_the_batch_and_warns_once(plain: Engine) -> None:
     warnings: list[str] = []
-    engine = _SmallMemoryEngine("tiny", device="cpu", on_warning=warnings.append)
+    engine = _SmallMemoryEngine("tiny-random", device="cpu", on_warning=warnings.append)
     frames = [_frame(engine, seed) for seed in range(5)]
     images = _render(engine, frames)
     assert len(warnings) == 1
@@ -210,7 +210,7 @@ def test_out_of_memory_halves_the_batch_and_warns_once(plain: Engine) -> None:
 
 
 def test_a_named_scheduler_is_used(plain: Engine) -> None:
-    engine = Engine("tiny", device="cpu", scheduler="EulerDiscreteScheduler")
+    engine = Engine("tiny-random", device="cpu", scheduler="EulerDiscreteScheduler")
     assert engine.scheduler_name == "EulerDiscreteScheduler"
     frame = _frame(engine, 5)
     first, again = _render(engine, [frame])[0], _render(engine, [frame])[0]
@@ -220,7 +220,7 @@ def test_a_named_scheduler_is_used(plain: Engine) -> None:
 
 def test_unknown_scheduler_lists_valid_names() -> None:
     with pytest.raises(ModelError, match="EulerDiscreteScheduler"):
-        Engine("tiny", device="cpu", scheduler="FancyScheduler")
+        Engine("tiny-random", device="cpu", scheduler="FancyScheduler")
 
 
 def test_missing_hub_model_fails_fast_in_one_line(
@@ -253,8 +253,8 @@ def test_missing_local_models_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="did not load"):
         load_pipeline(str(tmp_path / "empty"))
-    with pytest.raises(ModelError, match="only fits model 'tiny'"):
-        load_pipeline(str(tmp_path / "empty"), controlnet="tiny")
+    with pytest.raises(ModelError, match="only fits model 'tiny-random'"):
+        load_pipeline(str(tmp_path / "empty"), controlnet="tiny-random")
 
 
 def test_pick_device() -> None:

@@ -32,7 +32,7 @@ SHEET = "name,prompt,seeds,guidance_scale\nsun,a red sun,1 2,5\n"
 def make_lora(folder: Path, seed: int = 0) -> Path:
     """A rank-4 LoRA for the tiny UNet's attention, made with peft and saved by diffusers.
     Its B matrices are random (peft starts them at zero, which would change nothing)."""
-    unet = build_tiny_pipeline().unet
+    unet = build_tiny_pipeline(trained=False).unet
     unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4,
                                      target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     generator = torch.Generator().manual_seed(seed)
@@ -63,11 +63,11 @@ def _pixels(engine: Engine) -> np.ndarray:
 
 @pytest.mark.slow
 def test_a_fused_lora_renders_what_the_unfused_adapter_renders(lora: Path) -> None:
-    plain = Engine("tiny", device="cpu")
-    fused = Engine("tiny", device="cpu", loras=[(lora, 0.8)])
+    plain = Engine("tiny-random", device="cpu")
+    fused = Engine("tiny-random", device="cpu", loras=[(lora, 0.8)])
     assert np.abs(_pixels(fused) - _pixels(plain)).mean() > 1.0  # the LoRA changes the picture
     # diffusers' own way, the adapter kept as LoRA layers at weight 0.8:
-    pipe = build_tiny_pipeline()
+    pipe = build_tiny_pipeline(trained=False)
     pipe.load_lora_weights(str(lora), adapter_name="style")
     pipe.set_adapters(["style"], adapter_weights=[0.8])
     frame = _frame(plain)
@@ -84,7 +84,7 @@ def test_a_file_that_is_no_lora_fails_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError) as caught:
-        load_pipeline("tiny", loras=[(bad, 1.0)])
+        load_pipeline("tiny-random", loras=[(bad, 1.0)])
     assert str(caught.value).startswith(f"lora '{bad}'") and "\n" not in str(caught.value)
 
 
@@ -93,7 +93,7 @@ def test_loras_are_part_of_the_recipe(tmp_path: Path, lora: Path) -> None:
     settings["default"]["loras"] = [{"path": str(lora), "scale": 0.8}]  # type: ignore[index]
     meta, media = write_song(tmp_path, sheet=SHEET, settings=settings)
     song = load_prompts(meta, media)
-    fields = recipe.settings(song, "tiny")
+    fields = recipe.settings(song, "tiny-random")
     [entry] = fields["loras"]
     assert entry["name"] == "style.safetensors" and entry["scale"] == 0.8
     assert entry["sha256"] == recipe.file_digest(lora) and len(entry["sha256"]) == 16
@@ -104,21 +104,21 @@ def test_loras_are_part_of_the_recipe(tmp_path: Path, lora: Path) -> None:
     key = recipe.recipe_key(fields)
     settings["default"]["loras"][0]["scale"] = 0.5  # type: ignore[index]
     write_song(tmp_path, sheet=SHEET, settings=settings)
-    assert recipe.recipe_key(recipe.settings(load_prompts(meta, media), "tiny")) != key
+    assert recipe.recipe_key(recipe.settings(load_prompts(meta, media), "tiny-random")) != key
     other = make_lora(tmp_path / "other", seed=1)
     settings["default"]["loras"] = [{"path": str(other), "scale": 0.8}]  # type: ignore[index]
     write_song(tmp_path, sheet=SHEET, settings=settings)
-    assert recipe.recipe_key(recipe.settings(load_prompts(meta, media), "tiny")) != key
+    assert recipe.recipe_key(recipe.settings(load_prompts(meta, media), "tiny-random")) != key
 
 
 def test_validate_checks_lora_files(tmp_path: Path, lora: Path) -> None:
     settings = tmp_path / "tgen_settings.json"
     (tmp_path / "loras").mkdir()
     (tmp_path / "loras" / "style.safetensors").write_bytes(lora.read_bytes())
-    good = Profile(model_string="tiny", loras=[{"path": "loras/style.safetensors"}])
+    good = Profile(model_string="tiny-random", loras=[{"path": "loras/style.safetensors"}])
     assert profile_problems(good, settings) == []  # relative: from the song's folder
-    missing = Profile(model_string="tiny", loras=[{"path": "gone.safetensors", "scale": 1}])
+    missing = Profile(model_string="tiny-random", loras=[{"path": "gone.safetensors", "scale": 1}])
     [problem] = profile_problems(missing, settings)
     assert "loras[0] 'gone.safetensors': no such file" in problem.message
-    wrong = Profile(model_string="tiny", loras=[{"path": "style.ckpt"}])
+    wrong = Profile(model_string="tiny-random", loras=[{"path": "style.ckpt"}])
     assert "use a .safetensors" in profile_problems(wrong, settings)[0].message

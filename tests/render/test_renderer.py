@@ -24,12 +24,12 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def plain() -> Engine:
-    return Engine("tiny", device="cpu")
+    return Engine("tiny-random", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def cnet() -> Engine:
-    return Engine("tiny", "tiny", device="cpu")
+    return Engine("tiny-random", "tiny-random", device="cpu")
 
 
 def load(root: Path) -> Song:
@@ -45,7 +45,7 @@ def renderer(tmp_path: Path, plain: Engine) -> Renderer:
 def cnet_renderer(root: Path, engine: Engine) -> Renderer:
     sheet = ("name,prompt,seeds,mask,cnet_scale\nluna,a moon,1001,square,0.5\n"
              "sun,a sun,2001,circle,\n")
-    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny",
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny-random",
                             "pipe_kwargs": {"num_inference_steps": 2,
                                             "controlnet_conditioning_scale": 1.5}}}
     meta, _ = write_song(root, sheet=sheet, settings=settings,
@@ -80,19 +80,19 @@ def test_recipes_are_the_recipe_modules_definition(renderer: Renderer) -> None:
     facts = renderer.engine_facts
     assert facts == recipe.EngineFacts(scheduler=engine.scheduler_name, noise="cpu",
                                        dtype="float32")
-    assert renderer.settings() == recipe.settings(song, "tiny", facts) == {
-        "model": "tiny", "width": SIZE, "height": SIZE, "steps": 3,
+    assert renderer.settings() == recipe.settings(song, "tiny-random", facts) == {
+        "model": "tiny-random", "width": SIZE, "height": SIZE, "steps": 3,
         "scheduler": engine.scheduler_name, "noise": "cpu", "dtype": "float32",
     }
     wanted = renderer.keyframe_recipe(LUNA)
-    assert wanted == recipe.keyframe_recipe(song, "tiny", facts, LUNA)
+    assert wanted == recipe.keyframe_recipe(song, "tiny-random", facts, LUNA)
     assert wanted == {**renderer.settings(), "prompt": "a moon, glowing", "negative_prompt": "",
                       "seed": 1001, "guidance": 7.5}
     # A plain song's recipe has none of the ControlNet fields.
     shared, own = recipe.absent_fields(song)
     assert not (set(shared) | set(own)) & set(wanted)
     transition = renderer.transition_recipe(LUNA, STAR, 4)
-    assert transition == recipe.transition_recipe(song, "tiny", facts, LUNA, STAR, 4)
+    assert transition == recipe.transition_recipe(song, "tiny-random", facts, LUNA, STAR, 4)
     assert transition["frames"] == 4
     assert transition["from"] == recipe.image_recipe(song, LUNA)
     assert transition["to"]["guidance"] == 8.0 and transition["to"]["seed"] == 3001
@@ -100,7 +100,7 @@ def test_recipes_are_the_recipe_modules_definition(renderer: Renderer) -> None:
 
 def test_png_text_is_the_recipe_with_its_key(renderer: Renderer) -> None:
     text = renderer.png_text(STAR)
-    wanted = recipe.keyframe_recipe(renderer.song, "tiny", renderer.engine_facts, STAR)
+    wanted = recipe.keyframe_recipe(renderer.song, "tiny-random", renderer.engine_facts, STAR)
     assert text == {**wanted, "recipe_key": recipe.recipe_key(wanted),
                     "sdmorph_version": __version__}
     assert renderer.png_text(LUNA)["recipe_key"] != text["recipe_key"]
@@ -192,7 +192,8 @@ def test_controlnet_masks_cross_fade_and_scales_interpolate(
     assert not np.array_equal(middle.control, start.control)
     assert same_input(start, renderer.frame_input(luna, luna, 0.0))
     wanted = renderer.keyframe_recipe(luna)
-    assert (wanted["controlnet"], wanted["mask"], wanted["cnet_scale"]) == ("tiny", "square", 0.5)
+    assert (wanted["controlnet"], wanted["mask"], wanted["cnet_scale"]) == (
+        "tiny-random", "square", 0.5)
     assert renderer.keyframe_recipe(sun)["cnet_scale"] == 1.5
     picture = renderer.render([start])[0]
     assert picture.size == (SIZE, SIZE)

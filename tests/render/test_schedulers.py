@@ -69,9 +69,11 @@ def test_bad_names_are_refused_in_one_line_listing_the_aliases() -> None:
         scheduler_class("fancy")
     message = str(caught.value)
     assert "\n" not in message and "lcm" in message and "euler_a" in message
-    [problem] = profile_problems(Profile(model_string="tiny", scheduler="fancy"), Path("s.json"))
+    [problem] = profile_problems(Profile(model_string="tiny-random", scheduler="fancy"),
+                                 Path("s.json"))
     assert "scheduler 'fancy'" in problem.message
-    assert all(not profile_problems(Profile(model_string="tiny", scheduler=name), Path("s.json"))
+    assert all(not profile_problems(Profile(model_string="tiny-random", scheduler=name),
+                                    Path("s.json"))
                for name in SCHEDULER_ALIASES)
 
 
@@ -128,8 +130,8 @@ def _transition(engine: Engine, independent: bool = False) -> list[Image.Image]:
 
 @pytest.mark.slow
 def test_lcm_transitions_are_as_even_as_a_deterministic_samplers() -> None:
-    lcm = Engine("tiny", device="cpu", scheduler="lcm")
-    j_det, median_det = _j(_transition(Engine("tiny", device="cpu", scheduler="ddim")))
+    lcm = Engine("tiny-random", device="cpu", scheduler="lcm")
+    j_det, median_det = _j(_transition(Engine("tiny-random", device="cpu", scheduler="ddim")))
     j_lcm, median_lcm = _j(_transition(lcm))
     j_ind, median_ind = _j(_transition(lcm, independent=True))
     print(f"J ddim {j_det:.3f}, lcm {j_lcm:.3f}, lcm independent {j_ind:.3f}; median step "
@@ -177,7 +179,7 @@ def test_sd1_recipes_keep_their_keys_without_new_settings(tmp_path: Path) -> Non
 def test_an_lcm_distilled_unet_gets_the_guidance_embedding_like_diffusers() -> None:
     """UNets with time_cond_proj_dim (LCM-distilled models) take guidance as an input: no
     negative pass, and the picture diffusers' own pipeline gives (same step generator)."""
-    pipe = build_tiny_pipeline()
+    pipe = build_tiny_pipeline(trained=False)
     config = {k: v for k, v in pipe.unet.config.items() if not k.startswith("_")}
     pipe.unet = UNet2DConditionModel.from_config({**config, "time_cond_proj_dim": 32}).eval()
     pipe.scheduler = make_scheduler("lcm", pipe.scheduler)

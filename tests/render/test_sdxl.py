@@ -91,8 +91,9 @@ def test_sdxl_controlnet_renders_what_its_pipeline_renders() -> None:
 
 
 def test_mixed_families_are_refused_in_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="controlnet_string 'tiny' only fits model 'tiny'"):
-        load_pipeline("tiny-xl", "tiny")
+    with pytest.raises(ModelError,
+                       match="controlnet_string 'tiny-random' only fits model 'tiny-random'"):
+        load_pipeline("tiny-xl", "tiny-random")
     folder = tmp_path / "xl_cnet"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"addition_embed_type": "text_time"}))
@@ -115,7 +116,7 @@ def test_model_family_is_read_from_the_files(tmp_path: Path) -> None:
                                                          "StableDiffusionXLPipeline"}))
     assert model_family(str(xl_file)) == SDXL
     assert model_family(str(folder)) == SDXL
-    assert model_family("tiny") == SD1 and model_family("tiny-xl") == SDXL
+    assert model_family("tiny-random") == SD1 and model_family("tiny-xl") == SDXL
     assert model_family(str(tmp_path / "x.ckpt")) is None  # only torch can tell
 
 

@@ -22,8 +22,8 @@ def messages(profile: Profile, model: str | None = None) -> list[str]:
 
 
 def test_the_built_in_model_and_hub_ids_are_accepted() -> None:
-    assert messages(Profile(model_string="tiny")) == []
-    assert messages(Profile(model_string="tiny", controlnet_string="tiny")) == []
+    assert messages(Profile(model_string="tiny-random")) == []
+    assert messages(Profile(model_string="tiny-random", controlnet_string="tiny-random")) == []
     # Whether a hub id is cached or downloadable shows only when loading.
     for hub_id in ("someone/some-model", "runwayml/stable-diffusion-v1-5", "bare-name"):
         assert not looks_like_path(hub_id)
@@ -60,24 +60,25 @@ def test_missing_local_file_and_folder_are_named(tmp_path: Path,
 def test_a_model_override_replaces_model_string() -> None:
     profile = Profile(model_string="/gone/model.safetensors")
     assert len(messages(profile)) == 1
-    assert messages(profile, model="tiny") == []
+    assert messages(profile, model="tiny-random") == []
 
 
 def test_the_tiny_controlnet_fits_only_the_tiny_model() -> None:
-    refused = ("profile 'default': controlnet_string 'tiny' only fits model 'tiny', "
+    refused = ("profile 'default': controlnet_string 'tiny-random' only fits model 'tiny-random', "
                "not 'someone/sd15'")
-    assert messages(Profile(model_string="someone/sd15", controlnet_string="tiny")) == [refused]
-    assert messages(Profile(model_string="tiny", controlnet_string="tiny"),
+    refusing = Profile(model_string="someone/sd15", controlnet_string="tiny-random")
+    assert messages(refusing) == [refused]
+    assert messages(Profile(model_string="tiny-random", controlnet_string="tiny-random"),
                     model="someone/sd15") == [refused]
-    assert messages(Profile(model_string="someone/sd15", controlnet_string="tiny"),
-                    model="tiny") == []
+    assert messages(Profile(model_string="someone/sd15", controlnet_string="tiny-random"),
+                    model="tiny-random") == []
 
 
 def test_an_unknown_scheduler_is_refused_with_the_valid_names() -> None:
-    [message] = messages(Profile(model_string="tiny", scheduler="FancyScheduler"))
+    [message] = messages(Profile(model_string="tiny-random", scheduler="FancyScheduler"))
     assert message.startswith("profile 'default': scheduler 'FancyScheduler'")
     assert "EulerDiscreteScheduler" in message
-    assert messages(Profile(model_string="tiny", scheduler="EulerDiscreteScheduler")) == []
+    assert messages(Profile(model_string="tiny-random", scheduler="EulerDiscreteScheduler")) == []
 
 
 CHECK = """

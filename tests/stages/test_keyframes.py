@@ -114,7 +114,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
 def test_controlnet_song_uses_masks(tmp_path: Path) -> None:
     sheet = ("name,prompt,seeds,mask\nluna,a moon,7,square\nsun,a moon,7,circle\n"
              "star,a moon,7,vector\n")
-    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny"}}
+    settings = {"default": {**SETTINGS["default"], "controlnet_string": "tiny-random"}}
     svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
            '<rect x="10" y="60" width="80" height="30" fill="white"/></svg>')
     meta, media = write_song(tmp_path, sheet=sheet, settings=settings,

@@ -61,7 +61,7 @@ def song(tmp_path: Path) -> Song:
 
 def settings_recipe(**changes: object) -> dict[str, object]:
     """What `Renderer.settings()` records for the test song (tiny on the CPU)."""
-    return {"model": "tiny", "width": 64, "height": 64, "steps": 3,
+    return {"model": "tiny-random", "width": 64, "height": 64, "steps": 3,
             "scheduler": "PNDMScheduler", "noise": "cpu", "dtype": "float32", **changes}
 
 

@@ -40,11 +40,12 @@ from huggingface_hub import constants as hub_constants
 from sdmorph.core.errors import ModelError
 from sdmorph.render.schedulers import make_scheduler
 from sdmorph.render.sources import (
+    BUILT_IN,
     SD1,
     SDXL,
     SINGLE_FILE_SUFFIXES,
     TINY,
-    TINY_TRAINED,
+    TINY_RANDOM,
     TINY_XL,
     combination_problems,
     looks_like_path,
@@ -57,7 +58,6 @@ from sdmorph.render.tiny_xl import build_tiny_xl_controlnet, build_tiny_xl_pipel
 _DTYPE_KWARG = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 _DTYPES = {"float16": torch.float16, "fp16": torch.float16, "float32": torch.float32}
 
-TRAINED_WEIGHTS = Path(__file__).parent / "weights" / TINY_TRAINED
 
 
 def load_pipeline(
@@ -77,7 +77,7 @@ def load_pipeline(
     hub id. `dtype`: "float16"/"float32" to override the recipe (float16 only for plain CUDA
     songs). `loras`: (file, scale) pairs, fused into the model in this order.
     """
-    if controlnet in (TINY, TINY_XL):
+    if controlnet in BUILT_IN:
         refused = combination_problems(model, controlnet)
         if refused:
             raise ModelError(f"{refused[0]}; set controlnet_string to a ControlNet made for "
@@ -243,12 +243,10 @@ def _xl_components(pipe: DiffusionPipeline) -> dict[str, object]:
 
 
 def _load_base(model: str, cache_dir: Path | None, dtype: torch.dtype) -> DiffusionPipeline:
-    if model == TINY:
-        return build_tiny_pipeline()
+    if model in (TINY, TINY_RANDOM):
+        return build_tiny_pipeline(trained=model == TINY)
     if model == TINY_XL:
         return build_tiny_xl_pipeline()
-    if model == TINY_TRAINED:
-        model = str(TRAINED_WEIGHTS)  # a diffusers folder inside the package, loaded offline
     if _family(model, cache_dir) == SDXL:
         kwargs: dict[str, object] = {_DTYPE_KWARG: dtype, "add_watermarker": False}
         return _load(StableDiffusionXLPipeline, model, "model", cache_dir, kwargs)
@@ -272,8 +270,8 @@ def _family(model: str, cache_dir: Path | None) -> str:
 def _load_controlnet(
     controlnet: str, cache_dir: Path | None, dtype: torch.dtype
 ) -> ControlNetModel:
-    if controlnet == TINY:
-        return build_tiny_controlnet()
+    if controlnet in (TINY, TINY_RANDOM):
+        return build_tiny_controlnet(trained=controlnet == TINY)
     if controlnet == TINY_XL:
         return build_tiny_xl_controlnet()
     return _load(ControlNetModel, controlnet, "controlnet", cache_dir, {_DTYPE_KWARG: dtype})

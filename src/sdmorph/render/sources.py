@@ -15,13 +15,10 @@ from sdmorph.core.errors import ModelError, Problem
 from sdmorph.formats.profile import Profile
 from sdmorph.render.scheduler_names import SCHEDULER_ALIASES
 
-TINY = "tiny"
-TINY_XL = "tiny-xl"
-# The first run of scripts/train_tiny.py: real pictures of skies, seas and forests, but its
-# objects and colours are not learnt yet (weights/tiny-trained/TRAINING.md). Kept as a model of
-# its own, so smoothness can be measured on pictures that snap, until it can replace `tiny`.
-TINY_TRAINED = "tiny-trained"
-BUILT_IN = (TINY, TINY_XL, TINY_TRAINED)
+TINY = "tiny"  # trained on drawn scenes (render/weights/tiny/TRAINING.md)
+TINY_RANDOM = "tiny-random"  # the same family with random weights: for tests that need speed
+TINY_XL = "tiny-xl"  # SDXL-shaped, random weights
+BUILT_IN = (TINY, TINY_RANDOM, TINY_XL)
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 LORA_SUFFIXES = (".safetensors", ".bin")
 
@@ -68,9 +65,6 @@ def profile_problems(profile: Profile, file: Path, model: str | None = None) -> 
 
 def combination_problems(model: str, controlnet: str) -> list[str]:
     """A ControlNet made for another model family than the model's (when both are known)."""
-    if controlnet == TINY_TRAINED:
-        return [f"controlnet_string '{TINY_TRAINED}': there is no ControlNet of that name; "
-                "the built-in ControlNets are 'tiny' and 'tiny-xl'"]
     if controlnet in BUILT_IN:
         if controlnet != model:
             return [f"controlnet_string '{controlnet}' only fits model '{controlnet}', "
@@ -105,11 +99,8 @@ def model_family(source: str, cache_dir: Path | None = None) -> str | None:
     if source in BUILT_IN:
         return SDXL if source == TINY_XL else SD1
     path = Path(source).expanduser()
-    if path.suffix.lower() == ".safetensors":
-        keys = safetensors_keys(path)
-        return None if keys is None else _family_of_keys(keys)
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-        return None
+        return _checkpoint_family(path)
     index = _config_file(source, "model_index.json", cache_dir)
     if index is None:
         return None
@@ -119,15 +110,21 @@ def model_family(source: str, cache_dir: Path | None = None) -> str | None:
 def controlnet_family(source: str, cache_dir: Path | None = None) -> str | None:
     """The family a ControlNet was made for (SDXL ControlNets embed the size/crop ids)."""
     path = Path(source).expanduser()
-    if path.suffix.lower() == ".safetensors":
-        keys = safetensors_keys(path)
-        return None if keys is None else _family_of_keys(keys)
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-        return None
+        return _checkpoint_family(path)
     config = _config_file(source, "config.json", cache_dir)
     if config is None:
         return None
     return SDXL if config.get("addition_embed_type") == "text_time" else SD1
+
+
+def _checkpoint_family(path: Path) -> str | None:
+    """A single-file checkpoint's family from its tensor names; None for a .ckpt (a pickle,
+    which only torch can open) or an unreadable file."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    keys = safetensors_keys(path)
+    return None if keys is None else _family_of_keys(keys)
 
 
 def safetensors_keys(path: Path) -> list[str] | None:

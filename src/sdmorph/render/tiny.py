@@ -1,20 +1,25 @@
-"""The built-in `tiny` model: a real SD 1.5-shaped diffusers pipeline with small random weights.
+"""The built-in `tiny` models: real SD 1.5-shaped diffusers pipelines small enough for a CPU.
 
-It exists so that everything (tests, the demo song, CI) runs offline in seconds on a CPU.
-The pictures are abstract noise-like patterns, but every code path is the real one: same
-component classes, same scheduler configuration, same tokenizer kind, 8x VAE, 4 latent channels.
+`tiny` is trained (weights/tiny/, made by scripts/train_tiny.py on drawn scenes: skies, seas,
+suns, trees and houses in nine colours; weights/tiny/TRAINING.md says how and how well). It
+knows the words of `sdmorph.core.vocabulary`, so the demo shows pictures and a morph can snap.
+`tiny-random` has small random weights from a fixed seed: abstract patterns, morphs smooth by
+construction, and a third of the trained model's work per frame, for tests that only need the
+code paths. Both use the real component classes, SD 1.5's scheduler configuration, a CLIP
+tokenizer, an 8x VAE with 4 latent channels.
 
-Weights come from a fixed seed inside a forked RNG, so two builds are identical and the caller's
-random state is untouched. Components are built once per process; every call returns a new
-pipeline holding deep copies, so a caller moving or casting its pipeline cannot affect others.
+Components are built or loaded once per process (inside a forked RNG, so the caller's random
+state is untouched); every call returns a new pipeline holding deep copies, so a caller moving
+or casting its pipeline cannot affect others. The ControlNets are random (He-initialised
+conditioning embedding, small random output convolutions) on top of their UNet's encoder.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import tempfile
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,11 +33,17 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as hf_logging
 
 from sdmorph.formats.fsio import write_text
+from sdmorph.render.components import ComponentCache, Components
 
 SEED = 20240501
 OUT_STD = 0.3
+# The trained UNet's features are larger and meaningful: residuals as large as the random
+# model's would paint over the picture; these still move objects toward the mask.
+TRAINED_OUT_STD = 0.05
+WEIGHTS = Path(__file__).parent / "weights" / "tiny"
 MAX_LENGTH = 77
 TEXT_DIM = 32
 BOS = "<|startoftext|>"
@@ -66,15 +77,14 @@ PNDM_CONFIG = {
     "trained_betas": None,
 }
 
-_lock = threading.Lock()
-_cache: dict[str, object] = {}
 
 
 def build_tiny_pipeline(
-    controlnet: bool = False,
+    controlnet: bool = False, *, trained: bool = True,
 ) -> StableDiffusionPipeline | StableDiffusionControlNetPipeline:
-    """A fresh tiny pipeline (plain, or ControlNet with UniPC like the old scripts)."""
-    parts = copy.deepcopy(_components())
+    """A fresh `tiny` (or `tiny-random`) pipeline: plain, or ControlNet with UniPC like the
+    old scripts."""
+    parts: Components = _CACHES[trained].copy()  # type: ignore[assignment]
     common = {
         "vae": parts["vae"],
         "text_encoder": parts["text_encoder"],
@@ -97,36 +107,65 @@ def build_tiny_pipeline(
     return pipe
 
 
-def build_tiny_controlnet() -> ControlNetModel:
-    """A fresh copy of the tiny ControlNet (fits only the tiny UNet)."""
-    return copy.deepcopy(_components()["controlnet"])  # type: ignore[return-value]
+def build_tiny_controlnet(*, trained: bool = True) -> ControlNetModel:
+    """A fresh copy of the `tiny` (or `tiny-random`) ControlNet; it fits only its own UNet."""
+    return _CACHES[trained].copy("controlnet")  # type: ignore[return-value]
 
 
-def _components() -> dict[str, object]:
-    with _lock:
-        if not _cache:
-            _cache.update(_build_components())
-        return _cache
+def _trained_components() -> dict[str, object]:
+    """The shipped float16 weights, as float32 (the recipe computes in float32 on a CPU)."""
+    with _quiet_loading():
+        parts = _load_weights()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        parts["controlnet"] = _controlnet(parts["unet"], TRAINED_OUT_STD)  # type: ignore[arg-type]
+    return _frozen(parts)
 
 
-def _build_components() -> dict[str, object]:
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No 'Loading weights' bar from transformers in the middle of sdmorph's own output."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _load_weights() -> dict[str, object]:
+    return {
+        "tokenizer": CLIPTokenizer.from_pretrained(WEIGHTS / "tokenizer"),
+        "text_encoder": CLIPTextModel.from_pretrained(WEIGHTS / "text_encoder",
+                                                      dtype=torch.float32),
+        "unet": UNet2DConditionModel.from_pretrained(WEIGHTS / "unet", torch_dtype=torch.float32),
+        "vae": AutoencoderKL.from_pretrained(WEIGHTS / "vae", torch_dtype=torch.float32),
+    }
+
+
+def _random_components() -> dict[str, object]:
     tokenizer = _build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         text_encoder = clip_text_encoder(tokenizer)
         unet = _unet()
         vae = _vae()
-        controlnet = _controlnet(unet)
-    for module in (text_encoder, unet, vae, controlnet):
-        module.eval()
-        module.requires_grad_(False)
-    return {
-        "tokenizer": tokenizer,
-        "text_encoder": text_encoder,
-        "unet": unet,
-        "vae": vae,
-        "controlnet": controlnet,
-    }
+        controlnet = _controlnet(unet, OUT_STD)
+    return _frozen({"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet,
+                    "vae": vae, "controlnet": controlnet})
+
+
+def _frozen(parts: dict[str, object]) -> dict[str, object]:
+    for name, module in parts.items():
+        if name != "tokenizer":
+            module.eval()  # type: ignore[attr-defined]
+            module.requires_grad_(False)  # type: ignore[attr-defined]
+    return parts
+
+
+_CACHES = {True: ComponentCache(_trained_components),
+           False: ComponentCache(_random_components)}
 
 
 def clip_text_encoder(tokenizer: CLIPTokenizer, width: int = TEXT_DIM,
@@ -180,7 +219,7 @@ def _vae() -> AutoencoderKL:
     )
 
 
-def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
+def _controlnet(unet: UNet2DConditionModel, out_std: float) -> ControlNetModel:
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
     # A trained ControlNet maps the conditioning image to strong residuals. Untrained, its
     # output convolutions are zero and PyTorch's default init fades the image out over the
@@ -193,8 +232,8 @@ def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
             conv.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
             conv.bias.zero_()
         for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
-            conv.weight.normal_(0.0, OUT_STD)
-            conv.bias.normal_(0.0, OUT_STD / 5)
+            conv.weight.normal_(0.0, out_std)
+            conv.bias.normal_(0.0, out_std / 5)
     return controlnet
 
 

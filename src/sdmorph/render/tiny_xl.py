@@ -12,7 +12,6 @@ are built once per process and every call returns deep copies.
 from __future__ import annotations
 
 import copy
-import threading
 
 import torch
 from diffusers import (
@@ -30,6 +29,7 @@ from transformers import (
 )
 
 from sdmorph.core.vocabulary import WORDS
+from sdmorph.render.components import ComponentCache, Components
 from sdmorph.render.tiny import bpe_tokenizer
 
 SEED = 20241224
@@ -56,13 +56,11 @@ EULER_XL_CONFIG = {
     "use_karras_sigmas": False,
 }
 
-_lock = threading.Lock()
-_cache: dict[str, object] = {}
 
 
 def build_tiny_xl_pipeline() -> StableDiffusionXLPipeline:
     """A fresh tiny SDXL pipeline (its own copies of the shared components)."""
-    parts = copy.deepcopy(_components())
+    parts: Components = _CACHE.copy()  # type: ignore[assignment]
     pipe = StableDiffusionXLPipeline(
         vae=parts["vae"],
         text_encoder=parts["text_encoder"],
@@ -80,14 +78,7 @@ def build_tiny_xl_pipeline() -> StableDiffusionXLPipeline:
 
 def build_tiny_xl_controlnet() -> ControlNetModel:
     """A fresh copy of the tiny SDXL ControlNet (fits only the tiny-xl UNet)."""
-    return copy.deepcopy(_components()["controlnet"])  # type: ignore[return-value]
-
-
-def _components() -> dict[str, object]:
-    with _lock:
-        if not _cache:
-            _cache.update(_build_components())
-        return _cache
+    return _CACHE.copy("controlnet")  # type: ignore[return-value]
 
 
 def _build_components() -> dict[str, object]:
@@ -111,6 +102,9 @@ def _build_components() -> dict[str, object]:
         "vae": vae,
         "controlnet": controlnet,
     }
+
+
+_CACHE = ComponentCache(_build_components)
 
 
 def _clip_config(tokenizer: CLIPTokenizer, hidden: int) -> CLIPTextConfig:

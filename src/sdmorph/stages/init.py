@@ -1,4 +1,7 @@
-"""`sdmorph init`: a small working song to start from (it passes `sdmorph validate`)."""
+"""`sdmorph init`: a small working song to start from (it passes `sdmorph validate`).
+
+Its prompts use words the built-in `tiny` model knows, so its first render shows pictures.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from sdmorph.formats.profile import SETTINGS_FILE
 from sdmorph.formats.song import SCENES_FILE, SHEET_FILE
 
 SHEET = """name,prompt,seeds,guidance_scale,negative_prompt
-dawn,"a misty valley at dawn, soft golden light, oil painting",1001 1002 1003,7.5,
-noon,"a bright coastal town at noon, sharp shadows, watercolor",2001 2002 2003,7.5,blurry
-dusk,"neon city skyline at dusk, reflections on wet streets",3001 3002 3003,8.0,
+dawn,"a yellow sun over the sea",1001 1002 1003,7.5,
+noon,"a white house in the desert",2001 2002 2003,7.5,
+dusk,"a red sun over the forest at night",3001 3002 3003,8.0,
 """
 
 SCENES = """,scene,duration,section,start,avoid
