@@ -171,7 +171,8 @@ def draw_plan(
     info.add_text("path_rendered", f"{on_path} of {len(path_hops)}")
     info.add_text("rendered_transitions", str(rendered))
     buffer = io.BytesIO()
-    canvas.image.save(buffer, format="PNG", pnginfo=info, optimize=False)
+    # Fast zlib: level 6 spent 0.25 s of a 200 x 30 plan for a file a third smaller.
+    canvas.image.save(buffer, format="PNG", pnginfo=info, compress_level=1)
     write_bytes(Path(target), buffer.getvalue())
 
 
