@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/run.py --quick    # a short smoke run (~1 min)
     .venv/bin/python benchmarks/run.py --only throughput planning
     .venv/bin/python benchmarks/run.py --only scan
+    .venv/bin/python benchmarks/run.py --only cluster   # Ray cluster vs local (issue 27)
 
 Every timing that is compared is a ratio of two timings taken in the same run, so the
 machine's speed cancels; steady throughput is measured at the margin (time for 2N frames
@@ -31,7 +32,8 @@ from rich.table import Table  # noqa: E402
 
 # Wide enough for the detail column when the output is a file or a pipe.
 console = Console(width=max(Console().width, 140))
-SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan", "smoothness")
+SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan", "smoothness",
+            "cluster")
 THREADS = 2
 SIZES = (128, 256)
 SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
@@ -299,6 +301,41 @@ def bench_smoothness(scale: Scale) -> list[Figure]:
     ]
 
 
+# Issue 27: rendering through a one-worker Ray cluster on this machine against rendering here.
+CLUSTER_SIZE = 512
+CLUSTER_TARGET = 1.10
+
+
+def bench_cluster(scale: Scale) -> list[Figure]:
+    """Figure 9: frames/s through a one-worker local Ray cluster against a local engine."""
+    try:
+        import ray  # noqa: F401 - only to tell whether the extra is installed
+    except ImportError:
+        log("cluster: Ray is not installed (pip install 'sdmorph[cluster]'): skipped")
+        return []
+    from _cluster import compare
+
+    n = 8 if scale is FULL else 4
+    repeats = 3 if scale is FULL else 1
+    log(f"{CLUSTER_SIZE}x{CLUSTER_SIZE} transitions of {n} and {2 * n} frames, {repeats} times: "
+        f"a local engine, then a one-worker Ray cluster started here ({THREADS} CPUs)")
+    c = compare(CLUSTER_SIZE, n, repeats, THREADS, log=log)
+    return [Figure(
+        "cluster_cost", f"cluster / local time per frame, {CLUSTER_SIZE}px, one worker", c.cost,
+        "x", f"<= {CLUSTER_TARGET}", check(c.cost, "<=", CLUSTER_TARGET) and c.identical,
+        f"{2 * n} frames: {c.cluster.long.seconds:.1f} vs {c.local.long.seconds:.1f} s; "
+        f"steady {c.cluster.steady_fps:.3f} vs {c.local.steady_fps:.3f} frames/s "
+        f"({c.steady_cost:.2f}x); batch {c.batch_size}; frames "
+        f"{'identical' if c.identical else 'DIFFER'}; Ray start + model load "
+        f"{c.start_seconds:.1f} s (not counted); Ray's own processes count as other load",
+        {"steady_cost": c.steady_cost, "local_fps": c.local.steady_fps,
+         "cluster_fps": c.cluster.steady_fps, "identical": c.identical,
+         "start_seconds": c.start_seconds,
+         "local_seconds": [c.local.short.seconds, c.local.long.seconds],
+         "cluster_seconds": [c.cluster.short.seconds, c.cluster.long.seconds],
+         "frames": [c.local.short.frames, c.local.long.frames]})]
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -357,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": lambda: bench_memory(scale),
         "scan": lambda: bench_scan(scale),
         "smoothness": lambda: bench_smoothness(scale),
+        "cluster": lambda: bench_cluster(scale),
     }
     started = time.perf_counter()
     figures: list[Figure] = []

@@ -179,6 +179,18 @@ BatchOpt = Annotated[
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the UNet and VAE (for long GPU runs).")
 ]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option("--cluster", metavar="ADDRESS", help="Render on a Ray cluster: auto (the one "
+                 "`ray start` joined here), HOST:PORT, ray://HOST:PORT, or local (Ray on this "
+                 "machine, all its GPUs). One worker per GPU loads the model; frames come back "
+                 "here. Needs pip install 'sdmorph[cluster]'."),
+]
+ClusterCpusOpt = Annotated[
+    int | None,
+    typer.Option("--cluster-cpus", min=1, help="With --cluster on machines without a GPU: CPUs "
+                 "per worker (default: as many as the smallest machine has)."),
+]
 PacingOpt = Annotated[
     str | None,
     typer.Option("--pacing", help="Where frames lie along t: linear (evenly spaced t) or even "
@@ -203,13 +215,21 @@ def _paced(loaded: Any, pacing: str | None) -> Any:
 
 
 def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str | None,
-                 compile: bool = False) -> Any:
+                 compile: bool = False, cluster: str | None = None,
+                 cluster_cpus: int | None = None) -> Any:
     from sdmorph.render.renderer import open_renderer
 
-    with ui.err.status(f"loading model {model or song.profile.model_string} ..."):
+    if cluster_cpus is not None and cluster is None:
+        raise SdmorphError("--cluster-cpus needs --cluster ADDRESS")
+    where = f" on the Ray cluster ({cluster})" if cluster else ""
+    with ui.err.status(f"loading model {model or song.profile.model_string}{where} ..."):
         renderer = open_renderer(song, model=model, device=device, compile=compile,
-                                 cache_dir=folders_of(ctx).model_cache_dir)
+                                 cache_dir=folders_of(ctx).model_cache_dir, cluster=cluster,
+                                 cluster_cpus=cluster_cpus)
     renderer.engine.on_warning = ui.warn
+    if cluster:
+        ctx.call_on_close(renderer.engine.close)  # the workers stop with the command
+        ui.info(f"rendering on the {renderer.engine.describe()}")
     return renderer
 
 
@@ -227,6 +247,8 @@ def render_prompts(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
+    cluster: ClusterOpt = None,
+    cluster_cpus: ClusterCpusOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Render every (prompt, seed) keyframe to prompt_images/<prompt>_<seed>.png (resumable)."""
@@ -234,7 +256,8 @@ def render_prompts(
     from sdmorph.stages.keyframes import render_keyframes, select_images
 
     loaded = load(ctx, song, profile, scenes, strict, [_model_check(model)])
-    renderer = renderer_for(ctx, loaded, model, device)
+    renderer = renderer_for(ctx, loaded, model, device, cluster=cluster,
+                            cluster_cpus=cluster_cpus)
     images = select_images(renderer, only)
     with ui.bar("keyframes", len(images)) as advance:
         report = render_keyframes(renderer, images, force=force,
@@ -461,6 +484,8 @@ def transitions(
     batch_size: BatchOpt = None,
     compile: CompileOpt = False,
     pacing: PacingOpt = None,
+    cluster: ClusterOpt = None,
+    cluster_cpus: ClusterCpusOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Plan a path through the scene graph, then render each transition's frames (resumable)."""
@@ -489,7 +514,7 @@ def transitions(
     from sdmorph.stages.transitions import failure, render_planned
 
     pairs, table_skipped = planned_pairs(loaded)
-    renderer = renderer_for(ctx, loaded, model, device, compile)
+    renderer = renderer_for(ctx, loaded, model, device, compile, cluster, cluster_cpus)
     report = render_planned(renderer, store, pairs,
                             table_skipped if skipped is None else skipped,
                             batch_size=batch_size_for(renderer, batch_size), force=force,
@@ -736,6 +761,8 @@ def run(
     beats_per_transition: BeatsPerTransitionOpt = None,
     batch_size: BatchOpt = None,
     pacing: PacingOpt = None,
+    cluster: ClusterOpt = None,
+    cluster_cpus: ClusterCpusOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """The main job: render-prompts, transitions and movie in sequence, each resuming."""
@@ -745,16 +772,20 @@ def run(
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
                            scenes=scenes, name=name, beats=beats,
                            beats_per_transition=beats_per_transition)
-    _run_all(ctx, loaded, request, model=model, device=device, batch_size=batch_size)
+    _run_all(ctx, loaded, request, model=model, device=device, batch_size=batch_size,
+             cluster=cluster, cluster_cpus=cluster_cpus)
 
 
 def _run_all(ctx: typer.Context, loaded: Any, request: Any, *, model: str | None,
-             device: str | None, batch_size: int | None) -> Any:
+             device: str | None, batch_size: int | None, cluster: str | None = None,
+             cluster_cpus: int | None = None) -> Any:
     from sdmorph.cli import tables
     from sdmorph.cli.terminal import TERMINAL
     from sdmorph.stages.run import run_song
 
-    result = run_song(loaded, request, lambda: renderer_for(ctx, loaded, model, device),
+    result = run_song(loaded, request,
+                      lambda: renderer_for(ctx, loaded, model, device, cluster=cluster,
+                                           cluster_cpus=cluster_cpus),
                       batch_size=batch_size, listener=TERMINAL)
     tables.movie_summary(result)
     return result

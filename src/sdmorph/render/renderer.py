@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,9 @@ from sdmorph.formats.recipe import recipe_key
 from sdmorph.formats.song import Song
 from sdmorph.media.masks import crossfade, find_mask, load_mask, to_control
 from sdmorph.render.engine import Engine, FrameInput
+
+if TYPE_CHECKING:
+    from sdmorph.render.cluster import RemoteEngine
 
 _STEP_NOISE_KEPT = 8
 # zlib level 1 writes PNGs several times faster than Pillow's default, ~10% larger.
@@ -50,16 +53,20 @@ def png_info(text: dict[str, Any]) -> PngInfo:
 
 @dataclass
 class Renderer:
-    """One song's render recipe on one engine."""
+    """One song's render recipe on one engine (a local one, or a Ray cluster's workers).
+
+    Several threads may use one renderer at once (one per cluster worker, `parallel`).
+    """
 
     song: Song
-    engine: Engine
+    engine: Engine | RemoteEngine
     model: str
     noise_source: str
     _noise: dict[int, np.ndarray] = field(default_factory=dict)
     _step_noise: dict[int, np.ndarray] = field(default_factory=dict)
     _masks: dict[str, Image.Image] = field(default_factory=dict)
     _keyframes: dict[ImageId, Image.Image] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -68,6 +75,11 @@ class Renderer:
     @property
     def height(self) -> int:
         return self.song.profile.res_height
+
+    @property
+    def parallel(self) -> int:
+        """How many renders may run at once: one per worker of a cluster, else one."""
+        return getattr(self.engine, "workers", 1)
 
     @property
     def engine_facts(self) -> recipe.EngineFacts:
@@ -94,18 +106,24 @@ class Renderer:
     # ------------------------------------------------------------ engine inputs
 
     def noise(self, seed: int) -> np.ndarray:
-        if seed not in self._noise:
-            self._noise[seed] = self.engine.noise(seed, self.noise_source, self.width, self.height)
-        return self._noise[seed]
+        with self._lock:
+            if seed not in self._noise:
+                self._noise[seed] = self.engine.noise(seed, self.noise_source, self.width,
+                                                      self.height)
+            return self._noise[seed]
 
     def step_noise(self, seed: int) -> np.ndarray | None:
         """The seed's own per-step noise for stochastic samplers (None: deterministic one)."""
         if not self.engine.stochastic:
             return None
+        with self._lock:  # the eviction below must not interleave with another thread's
+            return self._step_noise_of(seed)
+
+    def _step_noise_of(self, seed: int) -> np.ndarray:
         if seed not in self._step_noise:
             # steps x the initial noise's size per seed (13 MB for 50 steps of SDXL at 1024):
-            # keep only the latest few, a transition needs two.
-            while len(self._step_noise) >= _STEP_NOISE_KEPT:
+            # keep only the latest few, a transition needs two (each thread rendering one).
+            while len(self._step_noise) >= _STEP_NOISE_KEPT * self.parallel:
                 self._step_noise.pop(next(iter(self._step_noise)))
             self._step_noise[seed] = self.engine.step_noise(
                 seed, self.noise_source, self.width, self.height,
@@ -295,14 +313,31 @@ def default_batch_size(device: str, width: int | None = None, height: int | None
 
 def open_renderer(song: Song, *, model: str | None = None, device: str | None = None,
                   cache_dir: Path | None = None, compile: bool = False,
-                  engine: Engine | None = None) -> Renderer:
-    """Build (or reuse) the engine for a song's profile; `model` overrides model_string."""
+                  engine: Engine | RemoteEngine | None = None, cluster: str | None = None,
+                  cluster_cpus: int | None = None) -> Renderer:
+    """Build (or reuse) the engine for a song's profile; `model` overrides model_string.
+
+    `cluster` (a Ray address, or 'local') renders on a Ray cluster's workers, each loading
+    the engine this would build here (`cluster_cpus`: CPUs per worker without GPUs).
+    """
     profile = song.profile
     name = model or profile.model_string
     if engine is None:
-        loras = [(lora.resolved(song.meta_dir), lora.scale) for lora in profile.loras]
-        engine = Engine(name, profile.controlnet_string, device=device, cache_dir=cache_dir,
-                        scheduler=profile.scheduler, compile=compile, dtype=profile.dtype,
-                        timestep_spacing=profile.timestep_spacing, loras=loras)
+        loras = tuple((lora.resolved(song.meta_dir), lora.scale) for lora in profile.loras)
+        spec = {"controlnet": profile.controlnet_string, "device": device,
+                "cache_dir": cache_dir, "scheduler": profile.scheduler, "compile": compile,
+                "dtype": profile.dtype, "timestep_spacing": profile.timestep_spacing,
+                "loras": loras}
+        engine = Engine(name, **spec) if cluster is None else _cluster_engine(
+            song, cluster, name, spec, cluster_cpus)
     noise = profile.noise or ("cuda" if engine.device.startswith("cuda") else "cpu")
     return Renderer(song, engine, model=name, noise_source=noise)
+
+
+def _cluster_engine(song: Song, address: str, model: str, spec: dict[str, Any],
+                    cpus: int | None) -> RemoteEngine:
+    from sdmorph.render.cluster import EngineSpec, start_cluster
+
+    # The noise is drawn on the workers: `noise: cuda` needs them to have a GPU.
+    needs_gpu = f"noise: cuda in {song.settings_path}" if song.profile.noise == "cuda" else None
+    return start_cluster(address, EngineSpec(model, **spec), cpus=cpus, needs_gpu=needs_gpu)

@@ -1,10 +1,18 @@
-"""`render-prompts`: every (prompt, seed) keyframe image of the song, resumable."""
+"""`render-prompts`: every (prompt, seed) keyframe image of the song, resumable.
+
+On a Ray cluster (`Renderer.parallel` workers) that many batches render at once; they are
+written in the same order, from the same batches, as by a local run.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from PIL import Image
 
 from sdmorph.core.errors import RenderError, SdmorphError
 from sdmorph.core.ids import ImageId
@@ -74,10 +82,11 @@ def render_keyframes(
     if on_image and report.skipped:
         on_image(len(report.skipped))
     wanted = set(todo)
-    with FrameWriter() as writer:
-        for batch in chunks(renderer, todo, batch_size):
+    batches = chunks(renderer, todo, batch_size)
+    with FrameWriter() as writer, _rendered(renderer, batches) as results:
+        for batch, result in zip(batches, results, strict=True):
             try:
-                pictures = renderer.render_keyframes(batch)
+                pictures = result()
             except DarkFrameError as exc:
                 raise RenderError(f"keyframe {batch[exc.position].stem} came out {exc.what}; "
                                   f"{exc.hint}") from None
@@ -91,3 +100,21 @@ def render_keyframes(
                     on_image(1)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextmanager
+def _rendered(renderer: Renderer, batches: list[list[ImageId]]
+              ) -> Iterator[Iterator[Callable[[], list[Image.Image]]]]:
+    """Each batch's pictures, in order, as calls that render it (or wait for it): one batch
+    at a time, or on a cluster as many at once as it has workers."""
+    workers = min(renderer.parallel, len(batches))
+    if workers <= 1:
+        yield (lambda batch=batch: renderer.render_keyframes(batch) for batch in batches)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="sdmorph-keyframes") as pool:
+        futures = [pool.submit(renderer.render_keyframes, batch) for batch in batches]
+        try:
+            yield (future.result for future in futures)
+        finally:  # stopped by an error: batches not started yet are not rendered
+            for future in futures:
+                future.cancel()

@@ -11,10 +11,18 @@ renders. A resumed run loads the probes on disk and renders only the missing one
 very batches of an unbroken run, so the distances, and so the chosen t's, come out the same.
 The chosen t's go into the partial marker before the first frame between the keyframes is
 written; the probes are removed just before the manifest.
+
+On a Ray cluster of N workers (`Renderer.parallel`), N threads render N transitions at once,
+each as a separate sdmorph process would: its own view of the store, its own frame writer,
+the same per-transition locks; only the renderer, and so the engine's workers, is shared.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +35,7 @@ from PIL import Image
 from sdmorph import __version__
 from sdmorph.core import pacing
 from sdmorph.core.errors import RenderError, SdmorphError
-from sdmorph.core.ids import Ends, ImageId, transition_name
+from sdmorph.core.ids import Ends, ImageId, pair_key, transition_name
 from sdmorph.core.paths import Hop
 from sdmorph.core.progress import SILENT, Listener
 from sdmorph.media.frame_distance import distance, features
@@ -52,6 +60,10 @@ class TransitionError(RenderError):
     Errors that concern the whole run (out of memory, a full disk, Ctrl-C) are not
     TransitionErrors: they still stop it.
     """
+
+
+class _Stopped(Exception):  # noqa: N818 - not an error
+    """Raised in a rendering thread, between two batches, when the run is stopping."""
 
 
 @dataclass
@@ -106,6 +118,19 @@ class TransitionRenderer:
     def refresh(self) -> None:
         """Re-read the store (another process may have finished transitions meanwhile)."""
         self.store.scan()
+
+    def fork(self, stop: threading.Event) -> TransitionRenderer:
+        """The same renderer for another thread: its own copy of the store's last scan (a
+        store is not thread-safe; the copy sees other threads' folders as it would another
+        process's, under the pair locks), ending its render at the next batch once `stop`
+        is set."""
+        def on_frames(n: int) -> None:
+            if self.on_frames:
+                self.on_frames(n)
+            if stop.is_set():
+                raise _Stopped
+
+        return dataclasses.replace(self, store=copy.deepcopy(self.store), on_frames=on_frames)
 
     def key(self, a: ImageId, b: ImageId) -> str:
         return TransitionManifest(from_image=a, to_image=b, frames=self.frames,
@@ -282,7 +307,10 @@ class TransitionRenderer:
         written = 0
         for index, image in ends.items():
             if index in missing:
-                writer.put(self.store.frame_path(folder, index), self.renderer.keyframe(image),
+                # A copy: Pillow's save sets attributes on the image, and transitions that
+                # share a keyframe may be written by several threads at once.
+                writer.put(self.store.frame_path(folder, index),
+                           self.renderer.keyframe(image).copy(),
                            png_info(self._frame_text(a, b, index, float(index > 0))))
                 written += 1
         if self.on_frames and written:
@@ -335,29 +363,109 @@ def render_all(
     on_transition: Callable[[Outcome], None] | None = None,
     skipped: Sequence[tuple[ImageId, ImageId]] = (),
 ) -> RenderReport:
-    """Render every pair not done yet, in order, and list `skipped` (compute = n) as such.
+    """Render every pair not done yet, in order (on a cluster, as many at once as it has
+    workers), and list `skipped` (compute = n) as such.
 
     A transition that fails is recorded as failed and the others go on; errors of the
     whole run (out of memory, disk full, Ctrl-C) stop it, keeping what is done.
+    `on_transition` and the renderer's `on_frames` are called from the thread that renders
+    the transition.
     """
     started = time.perf_counter()
     report = RenderReport([Outcome(a, b, "skipped", reason="compute = n") for a, b in skipped])
     engine = tr.renderer.engine
     passes, frames = engine.unet_evals, engine.frames_rendered
     tr.refresh()
-    with FrameWriter() as writer:
-        for a, b in pairs:
-            try:
-                outcome = tr.render(a, b, writer)
-            except TransitionError as exc:
-                outcome = Outcome(a, b, "failed", reason=str(exc))
-            report.outcomes.append(outcome)
-            if on_transition:
-                on_transition(outcome)
+    workers = min(tr.renderer.parallel, len(pairs))
+    if workers > 1:
+        report.outcomes += _render_on_workers(tr, pairs, on_transition, workers)
+    else:
+        report.outcomes += _render_in_turn(tr, pairs, on_transition)
     report.seconds = time.perf_counter() - started
     report.unet_passes = engine.unet_evals - passes
     report.model_frames = engine.frames_rendered - frames
     return report
+
+
+def _render_one(tr: TransitionRenderer, a: ImageId, b: ImageId,
+                writer: FrameWriter) -> Outcome:
+    try:
+        return tr.render(a, b, writer)
+    except TransitionError as exc:
+        return Outcome(a, b, "failed", reason=str(exc))
+
+
+def _render_in_turn(tr: TransitionRenderer, pairs: Sequence[tuple[ImageId, ImageId]],
+                    on_transition: Callable[[Outcome], None] | None) -> list[Outcome]:
+    outcomes = []
+    with FrameWriter() as writer:
+        for a, b in pairs:
+            outcomes.append(_render_one(tr, a, b, writer))
+            if on_transition:
+                on_transition(outcomes[-1])
+    return outcomes
+
+
+def _render_on_workers(tr: TransitionRenderer, pairs: Sequence[tuple[ImageId, ImageId]],
+                       on_transition: Callable[[Outcome], None] | None,
+                       workers: int) -> list[Outcome]:
+    """The outcomes in the pairs' order. A pair listed again (either way round) waits until
+    the others are done: two threads on one pair would find it locked and call it busy,
+    where one after the other finds it done, as a local run does."""
+    seen: set[frozenset[ImageId]] = set()
+    first, again = [], []
+    for k, (a, b) in enumerate(pairs):
+        (again if pair_key(a, b) in seen else first).append(k)
+        seen.add(pair_key(a, b))
+    outcomes = dict(zip(first, _render_at_once(tr, [pairs[k] for k in first], on_transition,
+                                               workers), strict=True))
+    outcomes |= dict(zip(again, _render_in_turn(tr, [pairs[k] for k in again], on_transition),
+                         strict=True))
+    return [outcomes[k] for k in range(len(pairs))]
+
+
+def _render_at_once(tr: TransitionRenderer, pairs: Sequence[tuple[ImageId, ImageId]],
+                    on_transition: Callable[[Outcome], None] | None,
+                    workers: int) -> list[Outcome]:
+    """`workers` threads take the next pair in turn; the first error of the whole run stops
+    the others at their next batch and is raised here (what they finished is kept)."""
+    todo: queue.SimpleQueue[tuple[int, tuple[ImageId, ImageId]]] = queue.SimpleQueue()
+    for item in enumerate(pairs):
+        todo.put(item)
+    outcomes: dict[int, Outcome] = {}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def work(fork: TransitionRenderer) -> None:
+        try:
+            with FrameWriter() as writer:
+                while not stop.is_set():
+                    try:
+                        index, (a, b) = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    outcomes[index] = _render_one(fork, a, b, writer)
+                    if on_transition:
+                        on_transition(outcomes[index])
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=work, args=(tr.fork(stop),), daemon=True,
+                                name=f"sdmorph-transitions-{k}") for k in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C: the threads stop after their current batch
+        stop.set()
+        raise
+    if errors:
+        raise errors[0]
+    return [outcomes[k] for k in sorted(outcomes)]
 
 
 def render_planned(renderer: Renderer, store: TransitionStore, pairs: Sequence[Ends],
@@ -372,17 +480,22 @@ def render_planned(renderer: Renderer, store: TransitionStore, pairs: Sequence[E
                          ("frames", len(pairs) * frames))
     with bars as (keys, transitions, frame_bar):
         render_keyframes(renderer, images, batch_size=batch_size, on_image=keys)
-        advanced = [0]  # frames the bar moved for the current transition
+        # Frames the bar moved for the transition each thread is rendering (one thread,
+        # unless a cluster renders several transitions at once).
+        advanced: dict[int, int] = {}
+        lock = threading.Lock()
 
         def on_frames(n: int) -> None:
-            advanced[0] += n
-            frame_bar(n)
+            with lock:
+                thread = threading.get_ident()
+                advanced[thread] = advanced.get(thread, 0) + n
+                frame_bar(n)
 
         def done(outcome: Outcome) -> None:
             # Whatever happened (done before, resumed, failed half-way), it takes `frames`.
-            transitions(1)
-            frame_bar(frames - advanced[0])
-            advanced[0] = 0
+            with lock:
+                transitions(1)
+                frame_bar(frames - advanced.pop(threading.get_ident(), 0))
 
         tr = TransitionRenderer(renderer, store, frames, batch_size, force=force,
                                 on_frames=on_frames)
