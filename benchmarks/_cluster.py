@@ -1,11 +1,12 @@
 """Issue 27: what rendering through a Ray cluster costs against rendering here.
 
-The same transitions (tiny model, 512x512, 10 steps, guidance 7.5) go through sdmorph's real
-path (song folder, `render_keyframes`, `TransitionRenderer` + `render_all` writing PNGs)
-twice: on a local `Engine`, and on a `RemoteEngine` of one worker in a Ray cluster started
-on this machine (`--cluster local`), holding as many CPUs as the local engine has torch
-threads. The driver prepares every frame's inputs, sends them to the worker and writes the
-PNGs of the pixels that come back; the local engine does all of it in one process.
+The same transitions (`tiny-random`, the random-weight built-in model the other throughput
+figures use, 512x512, 10 steps, guidance 7.5) go through sdmorph's real path (song folder,
+`render_keyframes`, `TransitionRenderer` + `render_all` writing PNGs) twice: on a local
+`Engine`, and on a `RemoteEngine` of one worker in a Ray cluster started on this machine
+(`--cluster local`), holding as many CPUs as the local engine has torch threads. The driver
+prepares every frame's inputs, sends them to the worker and writes the PNGs of the pixels
+that come back; the local engine does all of it in one process.
 
 Each repeat renders them locally, with no Ray running (a local run has none), then starts Ray,
 renders them on the cluster and stops Ray: the two sides alternate, so a machine whose speed
@@ -28,6 +29,8 @@ from _throughput import Run, Side, sdmorph_transitions
 
 from sdmorph.render.cluster import EngineSpec, start_cluster
 from sdmorph.render.engine import Engine
+
+MODEL = "tiny-random"  # as the song folders of `_song` name it: recipes match the engine
 
 
 @dataclass
@@ -75,12 +78,12 @@ def compare(size: int, frames: int, repeats: int, threads: int, steps: int = 10,
     local: dict[int, list[Run]] = {n: [] for n in specs}
     cluster: dict[int, list[Run]] = {n: [] for n in specs}
     starts = []
-    engine = Engine("tiny", device="cpu")
+    engine = Engine(MODEL, device="cpu")
     with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
         for rep in range(repeats):
             _render(engine, specs, local, Path(tmp) / str(rep), "local", log)
             started = time.perf_counter()
-            remote = start_cluster("local", EngineSpec("tiny", device="cpu"), cpus=threads)
+            remote = start_cluster("local", EngineSpec(MODEL, device="cpu"), cpus=threads)
             starts.append(time.perf_counter() - started)
             try:
                 if remote.workers != 1:

@@ -32,11 +32,13 @@ def sdmorph(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The command in its own process: Ray started with `--cluster local` stops with it.
 
     Ray's local clusters use token authentication: a token in the environment keeps Ray
-    from writing one to ~/.ray/auth_token.
+    from writing one to ~/.ray/auth_token. Ray's reaper reads stdin to notice its parent
+    dying (under xdist, this worker's stdin is its channel to pytest): it gets none.
     """
     env = {**os.environ, **env_for(root), "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     return subprocess.run([sys.executable, "-m", "sdmorph", *args], cwd=root, text=True,
-                          env=env, capture_output=True, timeout=600)
+                          env=env, capture_output=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
 
 
 def error_lines(stderr: str) -> list[str]:

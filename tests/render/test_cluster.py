@@ -3,10 +3,9 @@
 Frames must be the bytes a local run writes (every keyframe and frame file is compared),
 whatever happens to the workers or the driver: a worker killed in the middle of a batch is
 restarted and its batch rendered again; a driver killed and run again resumes like a local
-run. A cluster without the GPU that --device cuda
-needs is one line. The workers get one CPU (one torch thread)
-each, as the local reference has (conftest: OMP_NUM_THREADS=1), since CPU pixels depend on
-the thread count.
+run. A cluster without the GPU that --device cuda needs is one line. The workers get one CPU
+(one torch thread) each, as the local reference has (conftest: OMP_NUM_THREADS=1), since CPU
+pixels depend on the thread count.
 """
 
 from __future__ import annotations
@@ -67,6 +66,9 @@ def head() -> Iterator[str]:
          f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats", f"--temp-dir={temp}", "--object-store-memory=200000000"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # Ray's reaper reads its stdin to notice its parent dying (under xdist, this worker's
+        # stdin is its channel to pytest), and kills its process group: keep it off both.
+        stdin=subprocess.DEVNULL, start_new_session=True,
         # No token authentication: a driver given an address presents no token (Ray turns
         # token authentication on for `ray start` where ~/.ray/auth_token exists).
         env={**os.environ, "RAY_AUTH_MODE": "disabled"})
@@ -216,7 +218,8 @@ def test_a_driver_killed_and_run_again_resumes(head: str, reference: dict[str, b
     command = [sys.executable, "-m", "sdmorph", "transitions", "song", "--cluster", head,
                "--cluster-cpus", "1"]
     proc = subprocess.Popen(command, env={**os.environ, **env_for(tmp_path)}, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     folders = tmp_path / "media/song/transition_images"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and written(folders) < 12:
