@@ -199,17 +199,33 @@ PacingOpt = Annotated[
 ]
 
 
-def _paced(loaded: Any, pacing: str | None) -> Any:
-    """The song with --pacing in place of its profile's pacing (a recipe field)."""
+SharingOpt = Annotated[
+    float | None,
+    typer.Option("--sharing", help="Shared denoising, 0 <= s < 1: in-between frames join their "
+                 "neighbours' denoising at a depth s sets, costing about 1 - s of a frame each "
+                 "(0: every frame from its own noise). Default: the profile's sharing, else 0."),
+]
+
+
+def _paced(loaded: Any, pacing: str | None, sharing: float | None = None) -> Any:
+    """The song with --pacing and --sharing in place of its profile's (recipe fields)."""
     import dataclasses
 
+    from sdmorph.core.sharing import SHARING_MAX
     from sdmorph.formats.profile import PACINGS
 
-    if pacing is None:
+    changes: dict[str, Any] = {}
+    if pacing is not None:
+        if pacing not in PACINGS:
+            raise SdmorphError(f"--pacing {pacing!r}: use {' or '.join(PACINGS)}")
+        changes["pacing"] = pacing
+    if sharing is not None:
+        if not 0 <= sharing <= SHARING_MAX:
+            raise SdmorphError(f"--sharing {sharing}: use a number from 0 to {SHARING_MAX}")
+        changes["sharing"] = sharing
+    if not changes:
         return loaded
-    if pacing not in PACINGS:
-        raise SdmorphError(f"--pacing {pacing!r}: use {' or '.join(PACINGS)}")
-    profile = loaded.profile.model_copy(update={"pacing": pacing})
+    profile = loaded.profile.model_copy(update=changes)
     return dataclasses.replace(loaded, settings=loaded.settings.model_copy(
         update={"profile": profile}))
 
@@ -484,6 +500,7 @@ def transitions(
     batch_size: BatchOpt = None,
     compile: CompileOpt = False,
     pacing: PacingOpt = None,
+    sharing: SharingOpt = None,
     cluster: ClusterOpt = None,
     cluster_cpus: ClusterCpusOpt = None,
     strict: StrictOpt = False,
@@ -493,7 +510,7 @@ def transitions(
 
     if plan_only and render_only:
         raise SdmorphError("--plan-only and --render-only exclude each other")
-    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing)
+    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing, sharing)
     store = open_store(loaded)
     path, skipped = None, None  # with --render-only: the plan files as they are
     if not render_only:
@@ -761,6 +778,7 @@ def run(
     beats_per_transition: BeatsPerTransitionOpt = None,
     batch_size: BatchOpt = None,
     pacing: PacingOpt = None,
+    sharing: SharingOpt = None,
     cluster: ClusterOpt = None,
     cluster_cpus: ClusterCpusOpt = None,
     strict: StrictOpt = False,
@@ -768,7 +786,7 @@ def run(
     """The main job: render-prompts, transitions and movie in sequence, each resuming."""
     from sdmorph.stages.movie import MovieRequest
 
-    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing)
+    loaded = _paced(load(ctx, song, profile, scenes, strict), pacing, sharing)
     request = MovieRequest(seed=seed, codec=codec, fps=fps, audio=audio, profile=profile,
                            scenes=scenes, name=name, beats=beats,
                            beats_per_transition=beats_per_transition)

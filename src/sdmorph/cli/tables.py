@@ -289,8 +289,9 @@ def transitions_summary(report: RenderReport) -> None:
     fps = report.frames / report.seconds if report.seconds else 0.0
     rows = [r for r in rows if r[1]] or [("none", 0)]
     speed = [("frames/s", f"{fps:.1f}")]
-    if report.model_frames:  # steps x 2 with CFG, x 1 at guidance <= 1
+    if report.model_frames and report.frames:  # steps x 2 with CFG, fewer with sharing
         speed.append(("UNet passes/frame", f"{report.passes_per_frame:.1f}"))
+        speed.append(("VAE decodes/frame", f"{report.decodes_per_frame:.2f}"))
     ui.table("transitions", ["status", "count"], [*rows, *speed])
     # The first failure is the command's error line: not said twice.
     first_failure = next(iter(report.having("failed")), None)

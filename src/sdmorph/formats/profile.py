@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from sdmorph.core.errors import Problem, SongError
+from sdmorph.core.sharing import SHARING_MAX
 
 SETTINGS_FILE = "tgen_settings.json"
 Pacing = Literal["linear", "even"]
@@ -25,7 +26,7 @@ PROFILE_KEYS = {
     "res_height", "res_width", "interpolation_steps", "model_string", "controlnet_string",
     "seed_delimiter", "inference_steps", "mask_image", "cnet_image", "pipe_kwargs", "song_name",
     "guidance_scale", "scheduler", "noise", "fps", "batch_size", "dtype",
-    "loras", "timestep_spacing", "pacing",
+    "loras", "timestep_spacing", "pacing", "sharing",
 }
 # pipe_kwargs sdmorph understands; any other is kept, warned about, and not passed on.
 PIPE_KEYS = {
@@ -88,6 +89,9 @@ class Profile(BaseModel):
     # "even" so that consecutive frames differ about equally (probe renders, see
     # sdmorph.core.pacing).
     pacing: Pacing = "linear"
+    # Shared denoising: in-betweens join their neighbours' denoising this deep (0: each frame
+    # from its own noise, the old recipe; see sdmorph.core.sharing).
+    sharing: float = Field(0.0, ge=0.0, le=SHARING_MAX)
     loras: tuple[LoraSpec, ...] = ()
     # Turbo models need "trailing"; unset keeps the model's own scheduler configuration.
     timestep_spacing: Literal["leading", "trailing", "linspace"] | None = None
@@ -218,6 +222,7 @@ def _profile_values(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]
         "loras": raw.get("loras"),
         "timestep_spacing": raw.get("timestep_spacing"),
         "pacing": raw.get("pacing"),
+        "sharing": raw.get("sharing"),
     }
     return {key: value for key, value in picks.items() if value is not None}
 

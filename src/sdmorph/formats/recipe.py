@@ -132,12 +132,15 @@ def keyframe_recipe(song: Song, model: str, engine: EngineFacts | None,
 def transition_fields(song: Song, frames: int) -> dict[str, Any]:
     """The fields of a transition's recipe beside the shared settings and its two images.
 
-    `pacing` is there only when it is not the default "linear", so that linear recipes, and
-    the keys of folders rendered before pacing existed, stay exactly what they were.
+    `pacing` is there only when it is not the default "linear", and `sharing` only when it is
+    above 0, so that the old recipes, and the keys of folders rendered before either existed,
+    stay exactly what they were.
     """
     out: dict[str, Any] = {"frames": frames}
     if song.profile.pacing != "linear":
         out["pacing"] = song.profile.pacing
+    if song.profile.sharing > 0:  # likewise: absent when every frame is denoised on its own
+        out["sharing"] = song.profile.sharing
     return out
 
 

@@ -126,6 +126,17 @@ class ManifestImage(BaseModel):
         return ImageId(self.prompt, self.seed)
 
 
+class SharingRecord(BaseModel):
+    """How a transition rendered with `sharing` > 0 was denoised (see sdmorph.core.sharing):
+    the iteration each level joined at, and what an unbroken render of it cost per frame of
+    the transition (its keyframes' second denoising included)."""
+
+    join_steps: dict[str, int]  # level ("3": 3 and up) -> the iteration its frames joined at
+    iterations: int = Field(ge=1)  # UNet iterations of a full render
+    unet_passes_per_frame: float = Field(ge=0)
+    vae_decodes_per_frame: float = Field(ge=0)
+
+
 class TransitionManifest(BaseModel):
     """`manifest.json` of a transition folder (and, incomplete, its partial marker)."""
 
@@ -139,6 +150,7 @@ class TransitionManifest(BaseModel):
     # Even pacing only: each frame's t, chosen from probe renders (see sdmorph.core.pacing).
     # Absent for linear pacing (t evenly spaced), so such manifests are as they always were.
     times: list[float] | None = None
+    sharing: SharingRecord | None = None  # absent unless rendered with sharing > 0
     sdmorph_version: str = __version__
     kind: Kind = "sdmorph"
     complete: bool = False
@@ -159,8 +171,8 @@ class TransitionManifest(BaseModel):
         return cls.model_validate_json(path.read_bytes())
 
     def write(self, path: Path) -> None:
-        unset = {"times"} if self.times is None else None
-        write_text(path, self.model_dump_json(indent=2, exclude=unset) + "\n")
+        unset = {name for name in ("times", "sharing") if getattr(self, name) is None}
+        write_text(path, self.model_dump_json(indent=2, exclude=unset or None) + "\n")
 
 
 @dataclass(frozen=True)
@@ -545,7 +557,9 @@ class TransitionStore:
         times = previous.times if same and previous else None
         marker = manifest.model_copy(update={"complete": False, "kind": "sdmorph",
                                              "batch_size": batch or manifest.batch_size,
-                                             "times": times or manifest.times})
+                                             "times": times or manifest.times,
+                                             "sharing": previous.sharing if same and previous
+                                             else manifest.sharing})
         if folder.is_dir():
             clean_temp_files(folder)
             marker.write(folder / PARTIAL_NAME)

@@ -21,8 +21,8 @@ import contextlib
 import copy
 import gc
 import inspect
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from sdmorph.core.errors import RenderError
+from sdmorph.core.interp import slerp
 from sdmorph.render.pipelines import load_pipeline, pick_device, pipeline_family
 from sdmorph.render.schedulers import STEP_ETA, is_stochastic, scheduler_options
 from sdmorph.render.sources import SDXL
@@ -71,6 +72,34 @@ class FrameInput:
     uncond_pooled: np.ndarray | None = None  # (p,) pooled negative embedding, SDXL only
     # (n, 4, h/8, w/8): the noise stochastic samplers add at step i is step_noise[i].
     step_noise: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One frame's denoising state after `step` iterations, kept on the engine's device: its
+    latents and a scheduler holding only its own rows of per-frame history (shared denoising)."""
+
+    step: int
+    latents: torch.Tensor  # (1, c, h, w)
+    scheduler: object = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Join:
+    """Where a frame starts: the slerp at `share` between two frames' states at one step."""
+
+    left: Snapshot
+    right: Snapshot
+    share: float
+
+
+@dataclass
+class _Start:
+    """The state a batch's denoising starts from (None in `_denoise`: the frames' own noise)."""
+
+    step: int
+    latents: torch.Tensor
+    scheduler: object
 
 
 @dataclass(frozen=True)
@@ -281,6 +310,75 @@ class Engine:
             )
         return images
 
+    def render_shared(
+        self,
+        frames: Sequence[FrameInput],
+        joins: Sequence[Join] | None,
+        keep: Collection[int],
+        *,
+        steps: int,
+        width: int,
+        height: int,
+        control_start: float = 0.0,
+        control_end: float = 1.0,
+    ) -> tuple[list[PIL.Image.Image], list[dict[int, Snapshot]]]:
+        """Render one batch of a shared-denoising tree: from the frames' own noise (`joins`
+        None) or each from its join (all at one step), keeping each frame's state after the
+        iterations in `keep`. The frames' `latents` are not used when they join."""
+        job = _Job(steps, width, height, control_start, control_end)
+        self._check(frames, job)
+        if joins is not None and len(joins) != len(frames):
+            raise RenderError(f"{len(joins)} joins for {len(frames)} frames")
+        try:
+            return self._render_tree_batch(list(frames), joins, set(keep), job)
+        except _OOM_ERROR:
+            pass
+        _free_memory()
+        raise RenderError(f"out of memory rendering {len(frames)} {width}x{height} frames on "
+                          f"{self.device}; lower batch_size in the profile")
+
+    @torch.inference_mode()
+    def _render_tree_batch(
+        self, frames: list[FrameInput], joins: Sequence[Join] | None, keep: set[int], job: _Job
+    ) -> tuple[list[PIL.Image.Image], list[dict[int, Snapshot]]]:
+        start = None if joins is None else self._joined(joins)
+        kept: list[dict[int, Snapshot]] = [{} for _ in frames]
+        with self._autocast():
+            latents = self._denoise(frames, job, start, keep, kept)
+            vae = self.pipe.vae
+            decoded = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype),
+                                 return_dict=False)[0]
+        self.vae_decodes += len(frames)
+        self.frames_rendered += len(frames)
+        return self._to_images(decoded, 0), kept
+
+    def _joined(self, joins: Sequence[Join]) -> _Start:
+        """The batch's starting state: each row the slerp of its parents' rows."""
+        step = joins[0].left.step
+        if any(j.left.step != step or j.right.step != step for j in joins):
+            raise RenderError("the frames of one shared batch must join at one step")
+        latents = torch.cat([self._slerp(j.left.latents, j.right.latents, j.share)
+                             for j in joins])
+        scheduler = copy.copy(joins[0].left.scheduler)
+        for name in _per_frame_fields(joins[0].left.scheduler, joins[0].left.latents.shape):
+            value = getattr(joins[0].left.scheduler, name)
+            if isinstance(value, list):
+                mixed = [None if v is None else torch.cat(
+                    [self._slerp(getattr(j.left.scheduler, name)[k],
+                                 getattr(j.right.scheduler, name)[k], j.share) for j in joins])
+                    for k, v in enumerate(value)]
+                setattr(scheduler, name, mixed)
+            else:
+                setattr(scheduler, name, torch.cat(
+                    [self._slerp(getattr(j.left.scheduler, name),
+                                 getattr(j.right.scheduler, name), j.share) for j in joins]))
+        return _Start(step, latents, scheduler)
+
+    def _slerp(self, a: torch.Tensor, b: torch.Tensor, share: float) -> torch.Tensor:
+        """sdmorph's one slerp (core.interp), on a state of one frame."""
+        mixed = slerp(a.float().cpu().numpy(), b.float().cpu().numpy(), share)
+        return torch.from_numpy(np.ascontiguousarray(mixed)).to(a.device, a.dtype)
+
     def _render_splitting(
         self, frames: list[FrameInput], job: _Job, offset: int
     ) -> list[PIL.Image.Image]:
@@ -304,12 +402,7 @@ class Engine:
     def _render_batch(
         self, frames: list[FrameInput], job: _Job, offset: int
     ) -> list[PIL.Image.Image]:
-        autocast = (
-            torch.autocast("cuda")
-            if self.is_controlnet and torch.device(self.device).type == "cuda"
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with self._autocast():
             latents = self._denoise(frames, job)
             vae = self.pipe.vae
             decoded = vae.decode(
@@ -318,6 +411,23 @@ class Engine:
         self.vae_decodes += len(frames)
         self.frames_rendered += len(frames)
         return self._to_images(decoded, offset)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        """What StableDiffusionControlNetPipeline renders under on CUDA (else nothing)."""
+        if self.is_controlnet and torch.device(self.device).type == "cuda":
+            return torch.autocast("cuda")
+        return contextlib.nullcontext()
+
+    def unet_passes(self, frames: Sequence[FrameInput], iterations: int) -> int:
+        """The UNet passes `iterations` iterations of these frames as one batch take: two per
+        frame with classifier-free guidance (`_denoise` decides it the same way)."""
+        cfg = any(f.guidance > 1.0 for f in frames) and self._guidance_embedding(
+            list(frames)) is None
+        return len(frames) * iterations * (2 if cfg else 1)
+
+    def iterations(self, steps: int) -> int:
+        """UNet iterations of one frame of `steps` steps (PNDM: steps + 1)."""
+        return len(self._scheduler_for(steps).timesteps)
 
     def _scheduler_for(self, steps: int) -> object:
         """A fresh scheduler of the pipeline's kind with its timesteps set for `steps`."""
@@ -328,9 +438,12 @@ class Engine:
             raise RenderError(f"num_inference_steps {steps}: {exc}") from None
         return scheduler
 
-    def _denoise(self, frames: list[FrameInput], job: _Job) -> torch.Tensor:
+    def _denoise(self, frames: list[FrameInput], job: _Job, start: _Start | None = None,
+                 keep: Collection[int] = (),
+                 kept: list[dict[int, Snapshot]] | None = None) -> torch.Tensor:
+        """Denoise from the frames' own noise, or from `start` (shared denoising), recording
+        each frame's state in `kept` before the iterations listed in `keep`."""
         dev = self.device
-        latents = _stack([f.latents for f in frames], dev, self.dtype)
         guidance = torch.tensor([f.guidance for f in frames], device=dev).view(-1, 1, 1, 1)
         # diffusers skips CFG at guidance <= 1 (keeping the text prediction: half the UNet
         # passes), and for LCM-distilled UNets, which take the guidance as an input instead.
@@ -339,14 +452,24 @@ class Engine:
         embeds = _stack([f.cond for f in frames], dev, self.dtype)
         if cfg:
             embeds = torch.cat([_stack([f.uncond for f in frames], dev, self.dtype), embeds])
-        scheduler = self._scheduler_for(job.steps)
+        if start is None:
+            scheduler = self._scheduler_for(job.steps)
+            latents = _stack([f.latents for f in frames], dev, self.dtype)
+            latents = latents * scheduler.init_noise_sigma
+            first = 0
+        else:
+            scheduler, latents, first = start.scheduler, start.latents, start.step
         timesteps = scheduler.timesteps
         step_kwargs = _step_kwargs(scheduler, dev)
         unet_kwargs = self._unet_kwargs(frames, cfg, job)
         control = self._control_inputs(frames, cfg, job, len(timesteps))
         step_noise = self._step_noises(frames, len(timesteps))
-        latents = latents * scheduler.init_noise_sigma
         for i, t in enumerate(timesteps):
+            if i < first:
+                continue
+            if i in keep and kept is not None:
+                for row, snapshots in enumerate(kept):
+                    snapshots[i] = _snapshot(scheduler, latents, row, i)
             model_input = torch.cat([latents] * 2) if cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             residuals = self._residuals(model_input, t, embeds, control, i, unet_kwargs)
@@ -527,6 +650,35 @@ def _shared_step(scheduler: object, noise_pred: torch.Tensor, t: torch.Tensor,
     k = (change * diff).flatten(1).sum(1) / (diff * diff).flatten(1).sum(1)
     fresh = (wanted.float() - drawn[0]) * k.view(-1, 1, 1, 1)
     return (outs[0].float() + fresh).to(outs[0].dtype)
+
+
+def _per_frame_fields(scheduler: object, shape: torch.Size) -> list[str]:
+    """The scheduler's attributes that hold one row per frame (a latent-shaped tensor, or a
+    list of them: PNDM's `ets` and `cur_sample`, DPM-Solver's `model_outputs`...)."""
+    def rows(value: object) -> bool:
+        return isinstance(value, torch.Tensor) and value.shape == shape
+
+    names = []
+    for name, value in vars(scheduler).items():
+        if rows(value) or (isinstance(value, list) and any(rows(v) for v in value)):
+            names.append(name)
+    return names
+
+
+def _snapshot(scheduler: object, latents: torch.Tensor, row: int, step: int) -> Snapshot:
+    """Frame `row`'s state: its latents and a scheduler copy with only its rows. Lists are
+    copied (schedulers append to and shift them in place); the rest is shared, read-only."""
+    own = copy.copy(scheduler)
+    for name, value in vars(scheduler).items():
+        if isinstance(value, list | dict):
+            setattr(own, name, copy.copy(value))
+    for name in _per_frame_fields(scheduler, latents.shape):
+        value = getattr(scheduler, name)
+        if isinstance(value, list):
+            setattr(own, name, [v if v is None else v[row : row + 1].clone() for v in value])
+        else:
+            setattr(own, name, value[row : row + 1].clone())
+    return Snapshot(step, latents[row : row + 1].clone(), own)
 
 
 def _expect_shape(array: np.ndarray, shape: tuple[int, ...], what: str) -> None:

@@ -189,9 +189,10 @@ def recipe_differences(song: Song, manifest: TransitionManifest,
                        model: str | None = None) -> list[str]:
     """The known recipe fields in which a transition's manifest differs from the song now."""
     want, absent = _settings(song, model)
-    # frames, and pacing unless linear: a linear song finds any recorded pacing stale.
+    # frames, pacing unless linear, sharing unless 0: a linear song finds any recorded pacing
+    # stale, a song without sharing any recorded sharing.
     fields = recipe.transition_fields(song, song.profile.interpolation_steps)
-    absent = (*absent, *(() if "pacing" in fields else ("pacing",)))
+    absent = (*absent, *(name for name in ("pacing", "sharing") if name not in fields))
     out = _diffs({**want, **fields}, absent, manifest.recipe)
     for side, end in (("from", manifest.from_image), ("to", manifest.to_image)):
         known = _image_recipe(song, end.image_id)

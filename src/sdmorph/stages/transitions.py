@@ -33,7 +33,7 @@ from typing import Literal
 from PIL import Image
 
 from sdmorph import __version__
-from sdmorph.core import pacing
+from sdmorph.core import pacing, sharing
 from sdmorph.core.errors import RenderError, SdmorphError
 from sdmorph.core.ids import Ends, ImageId, pair_key, transition_name
 from sdmorph.core.paths import Hop
@@ -42,11 +42,13 @@ from sdmorph.media.frame_distance import distance, features
 from sdmorph.media.store import (
     MANIFEST_NAME,
     PARTIAL_NAME,
+    SharingRecord,
     TransitionManifest,
     TransitionStore,
 )
 from sdmorph.render.engine import DarkFrameError
 from sdmorph.render.renderer import FrameWriter, Renderer, png_info
+from sdmorph.render.shared import SharedTree, join_steps
 from sdmorph.stages.keyframes import render_keyframes
 from sdmorph.stages.plan import draw_graphs
 
@@ -81,11 +83,17 @@ class RenderReport:
     outcomes: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
     unet_passes: int = 0  # UNet evaluations of this run (CFG counts the negative pass)
+    vae_decodes: int = 0  # latents the VAE decoded (probes and shared keyframe trees too)
     model_frames: int = 0  # frames the model rendered (keyframes included)
 
     @property
     def passes_per_frame(self) -> float:
-        return self.unet_passes / self.model_frames if self.model_frames else 0.0
+        """UNet passes per frame written (probes and shared trees are paid by the frames)."""
+        return self.unet_passes / self.frames if self.frames else 0.0
+
+    @property
+    def decodes_per_frame(self) -> float:
+        return self.vae_decodes / self.frames if self.frames else 0.0
 
     def count(self, *statuses: str) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
@@ -187,7 +195,10 @@ class TransitionRenderer:
         written = self._write_ends(folder, a, b, missing, writer)
         # A resumed render keeps the batches it began with (see TransitionManifest.batch_size).
         batch_size = manifest.batch_size or self.batch_size
-        if self.renderer.song.profile.pacing == "even":
+        if self.renderer.song.profile.sharing > 0:
+            manifest, written_between = self._render_shared(folder, a, b, manifest, missing,
+                                                            writer, batch_size)
+        elif self.renderer.song.profile.pacing == "even":
             manifest, written_between = self._render_even(folder, a, b, manifest, missing,
                                                           writer, batch_size)
         else:
@@ -263,7 +274,8 @@ class TransitionRenderer:
         return manifest, written + len(copied)
 
     def _probe(self, folder: Path, a: ImageId, b: ImageId, writer: FrameWriter,
-               batch_size: int, probes: dict[int, Image.Image]) -> list[int]:
+               batch_size: int, probes: dict[int, Image.Image],
+               tree: SharedTree | None = None) -> list[int]:
         """Render the probe rounds (loading those on disk) and choose the frames' t's."""
         feats = {0: features(self.renderer.keyframe(a)),
                  pacing.GRID: features(self.renderer.keyframe(b))}
@@ -271,7 +283,9 @@ class TransitionRenderer:
         todo, spent = pacing.initial_probes(budget), 0
         steps: dict[tuple[int, int], float] = {}
         while True:
-            for k, picture in self._probe_round(folder, a, b, todo, writer, batch_size):
+            found = (self._probe_round(folder, a, b, todo, writer, batch_size) if tree is None
+                     else self._grown(tree, sharing.between(tree.levels, todo), batch_size))
+            for k, picture in found:
                 probes[k] = picture
                 feats[k] = features(picture)
             spent += len(todo)
@@ -301,6 +315,126 @@ class TransitionRenderer:
             out += list(zip(batch, pictures, strict=True))
         return out
 
+    # ------------------------------------------------------------ shared denoising
+
+    def _render_shared(self, folder: Path, a: ImageId, b: ImageId,
+                       manifest: TransitionManifest, missing: set[int], writer: FrameWriter,
+                       batch_size: int) -> tuple[TransitionManifest, int]:
+        """Render the in-betweens as a tree of shared denoising (sdmorph.core.sharing).
+
+        The tree is grown again on a resumed render (its states live in memory), in the same
+        batches, so its frames come out the same; only missing frames are written. What an
+        unbroken render costs goes into the partial marker before the first frame between
+        the keyframes (with the t's, for even pacing), so a resumed one records the same.
+        """
+        inner = range(1, self.frames - 1)
+        if manifest.sharing is not None and not any(i in missing for i in inner):
+            return manifest, 0  # finished but for the manifest
+        keep = self._join_steps()
+        if self.renderer.song.profile.pacing == "even":
+            tree = SharedTree(self.renderer, a, b, pacing.as_t, keep)
+            return self._shared_even(tree, folder, a, b, manifest, missing, writer, batch_size)
+        times = self.renderer.transition_times(self.frames)
+        branches = sharing.bisection(self.frames)
+        if manifest.sharing is None:
+            counter = SharedTree(self.renderer, a, b, times.__getitem__, keep)
+            counter.roots(0, self.frames - 1, render=False)
+            for batch in _level_batches(branches, batch_size):
+                counter.count(batch)
+            manifest = self._with_record(folder, manifest, counter)
+        tree = SharedTree(self.renderer, a, b, times.__getitem__, keep)
+        tree.roots(0, self.frames - 1)
+        return manifest, self._shared_linear(tree, branches, folder, a, b, missing, writer,
+                                             batch_size)
+
+    def _with_record(self, folder: Path, manifest: TransitionManifest, tree: SharedTree,
+                     update: dict[str, object] | None = None) -> TransitionManifest:
+        record = SharingRecord.model_validate(tree.record(self.frames))
+        manifest = manifest.model_copy(update={**(update or {}), "sharing": record})
+        self.store.update_marker(folder, manifest)
+        return manifest
+
+    def _join_steps(self) -> set[int]:
+        engine = self.renderer.engine
+        iterations = engine.iterations(self.renderer.song.profile.num_inference_steps)  # type: ignore[union-attr]
+        return set(join_steps(self.renderer.song.profile.sharing, iterations).values())
+
+    def _shared_linear(self, tree: SharedTree, branches: Sequence[sharing.Branch],
+                       folder: Path, a: ImageId, b: ImageId, missing: set[int],
+                       writer: FrameWriter, batch_size: int) -> int:
+        """The bisection tree; a batch is grown when a missing frame needs it (itself or as
+        an ancestor)."""
+        parents = {br.key: (br.left, br.right) for br in branches}
+        needed: set[int] = set()
+        todo = [i for i in missing if i in parents]
+        while todo:
+            key = todo.pop()
+            if key in parents and key not in needed:
+                needed.add(key)
+                todo += parents[key]
+        times = self.renderer.transition_times(self.frames)
+        written = 0
+        for batch in _level_batches(branches, batch_size):
+            if not needed.intersection(br.key for br in batch):
+                continue
+            pictures = self._grow(tree, a, b, batch)
+            here = [(br.key, p) for br, p in zip(batch, pictures, strict=True)
+                    if br.key in missing]
+            for index, picture in here:
+                writer.put(self.store.frame_path(folder, index), picture,
+                           png_info(self._frame_text(a, b, index, times[index])))
+            written += len(here)
+            if self.on_frames and here:
+                self.on_frames(len(here))
+        return written
+
+    def _shared_even(self, tree: SharedTree, folder: Path, a: ImageId, b: ImageId,
+                     manifest: TransitionManifest, missing: set[int], writer: FrameWriter,
+                     batch_size: int) -> tuple[TransitionManifest, int]:
+        """Probes grown between their nearest rendered neighbours, then the frames between
+        the nearest probes or keyframes; the chosen t's go into the marker as without
+        sharing, with what the whole tree costs."""
+        tree.roots(0, pacing.GRID)
+        probes: dict[int, Image.Image] = {}
+        grid = self._probe(folder, a, b, writer, batch_size, probes, tree)
+        if manifest.times is not None:
+            grid = [round(t * pacing.GRID) for t in manifest.times]
+        index_of = {grid[i]: i for i in range(1, self.frames - 1)}
+        finals = sharing.between(tree.levels, [k for k in index_of if k not in probes],
+                                 chain=False)
+        if manifest.times is None or manifest.sharing is None:
+            for batch in _level_batches(finals, batch_size):
+                tree.count(batch)
+            manifest = self._with_record(folder, manifest, tree,
+                                         {"times": [pacing.as_t(k) for k in grid]})
+        pictures = dict(probes)
+        pictures.update(self._grown(tree, finals, batch_size))
+        todo = [i for i in range(1, self.frames - 1) if i in missing]
+        for i in todo:
+            writer.put(self.store.frame_path(folder, i), pictures[grid[i]],
+                       png_info(self._frame_text(a, b, i, pacing.as_t(grid[i]))))
+        if self.on_frames and todo:
+            self.on_frames(len(todo))
+        return manifest, len(todo)
+
+    def _grown(self, tree: SharedTree, branches: Sequence[sharing.Branch],
+               batch_size: int) -> list[tuple[int, Image.Image]]:
+        """Grow every branch, a level at a time in batches; (key, picture) pairs."""
+        out: list[tuple[int, Image.Image]] = []
+        for batch in _level_batches(branches, batch_size):
+            pictures = self._grow(tree, tree.a, tree.b, batch)
+            out += [(br.key, p) for br, p in zip(batch, pictures, strict=True)]
+        return out
+
+    def _grow(self, tree: SharedTree, a: ImageId, b: ImageId,
+              batch: Sequence[sharing.Branch]) -> list[Image.Image]:
+        try:
+            return tree.grow(batch)
+        except DarkFrameError as exc:
+            t = tree.where(batch[exc.position].key)
+            raise TransitionError(f"transition '{transition_name(a, b)}' frame at t={t:.6f} "
+                                  f"came out {exc.what}; {exc.hint}") from None
+
     def _write_ends(self, folder: Path, a: ImageId, b: ImageId, missing: set[int],
                     writer: FrameWriter) -> int:
         ends = {0: a, self.frames - 1: b}
@@ -323,6 +457,18 @@ class TransitionRenderer:
         return {**self.renderer.settings(), "transition": transition_name(a, b),
                 "from": recipe["from"], "to": recipe["to"], "frame": index, "t": f"{t:.6f}",
                 "sdmorph_version": __version__}
+
+
+def _level_batches(branches: Sequence[sharing.Branch],
+                   batch_size: int) -> list[list[sharing.Branch]]:
+    """Branches (sorted by level) in batches of one level each, at most `batch_size` long."""
+    out: list[list[sharing.Branch]] = []
+    for branch in branches:
+        if out and out[-1][0].level == branch.level and len(out[-1]) < batch_size:
+            out[-1].append(branch)
+        else:
+            out.append([branch])
+    return out
 
 
 @contextmanager
@@ -374,7 +520,7 @@ def render_all(
     started = time.perf_counter()
     report = RenderReport([Outcome(a, b, "skipped", reason="compute = n") for a, b in skipped])
     engine = tr.renderer.engine
-    passes, frames = engine.unet_evals, engine.frames_rendered
+    passes, frames, decodes = engine.unet_evals, engine.frames_rendered, engine.vae_decodes
     tr.refresh()
     workers = min(tr.renderer.parallel, len(pairs))
     if workers > 1:
@@ -384,6 +530,7 @@ def render_all(
     report.seconds = time.perf_counter() - started
     report.unet_passes = engine.unet_evals - passes
     report.model_frames = engine.frames_rendered - frames
+    report.vae_decodes = engine.vae_decodes - decodes
     return report
 
 
