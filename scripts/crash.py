@@ -92,6 +92,12 @@ STAGES = (
     Stage("transitions --pacing even", ("transitions", SONG, "--pacing", "even", "--force"),
           (f"media/{SONG}/transition_images", f"media/{SONG}/transition_meta",
            f"media/{SONG}/story"), ctrl_c=True),
+    # Shared denoising grows each transition's tree again on a rerun, from nothing on disk
+    # (the states live in memory), and records its cost in the marker with the t's.
+    Stage("transitions --sharing", ("transitions", SONG, "--pacing", "even", "--sharing", "0.8",
+                                    "--force"),
+          (f"media/{SONG}/transition_images", f"media/{SONG}/transition_meta",
+           f"media/{SONG}/story"), ctrl_c=True),
     Stage("explore --keep", ("explore", SONG, "-p", KEEP_PROMPT, "--keep", "42", "43"),
           (f"meta/{SONG}",)),
 )

@@ -6,7 +6,7 @@ Ctrl-C for the rendering commands) before it may finish; its outputs must then e
 an uninterrupted run, byte for byte. The harness is scripts/crash.py, which runs many more
 kill points: `.venv/bin/python scripts/crash.py --kills 50`. `transitions --pacing even` is
 one of the stages: its probe renders, the t's it chooses from them and its frames must come
-out the same however often it is killed.
+out the same however often it is killed; `--sharing` another (its tree is grown again).
 """
 
 from __future__ import annotations
