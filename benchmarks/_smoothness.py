@@ -50,6 +50,8 @@ class Spec:
 class PacingRun:
     pacing: str
     model: str = ""  # "trained" or "random weights"
+    sharing: float = 0.0
+    detail: list[float] = field(default_factory=list)  # per in-between: sharpness / keyframes'
     jumps: list[float] = field(default_factory=list)
     ginis: list[float] = field(default_factory=list)
     unet_evals: int = 0
@@ -66,7 +68,23 @@ class PacingRun:
         return {"median_j": float(np.median(j)), "p90_j": float(np.percentile(j, 90)),
                 "median_gini": float(np.median(g)), "p90_gini": float(np.percentile(g, 90)),
                 "share_j_le_2": float(np.mean(j <= 2.0)),
+                "min_detail": float(min(self.detail, default=0.0)),
+                "p10_detail": float(np.percentile(self.detail, 10)) if self.detail else 0.0,
                 "passes_per_frame": self.passes_per_frame}
+
+
+def sharpness(path: Path) -> float:
+    """Variance of the Laplacian of the luma: a cross-fade of two pictures loses it."""
+    luma = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    lap = (luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:]
+           - 4 * luma[1:-1, 1:-1])
+    return float(lap.var())
+
+
+def detail_ratios(frames: list[Path]) -> list[float]:
+    """Each in-between's sharpness over the mean of its two keyframes' (no ghosting: >= 0.7)."""
+    ends = (sharpness(frames[0]) + sharpness(frames[-1])) / 2
+    return [sharpness(p) / ends for p in frames[1:-1]] if ends else []
 
 
 def model_kind(renderer: Renderer) -> str:
@@ -86,7 +104,8 @@ def pairs(spec: Spec) -> list[tuple[ImageId, ImageId]]:
     return out
 
 
-def write_song(root: Path, spec: Spec, pacing: str) -> tuple[Path, Path]:
+def write_song(root: Path, spec: Spec, pacing: str,
+               sharing: float = 0.0) -> tuple[Path, Path]:
     meta, media = root / "meta" / "song", root / "media" / "song"
     meta.mkdir(parents=True)
     media.mkdir(parents=True)
@@ -97,6 +116,7 @@ def write_song(root: Path, spec: Spec, pacing: str) -> tuple[Path, Path]:
         f"{k},p{k},0,1,," for k in range(len(PROMPTS))]
     profile = {"model_string": spec.model, "res_width": spec.size, "res_height": spec.size,
                "interpolation_steps": spec.frames, "noise": "cpu", "pacing": pacing,
+               "sharing": sharing,
                "pipe_kwargs": {"num_inference_steps": spec.steps, "negative_prompt": ""}}
     write_text(meta / "prompt_image_definitions.csv", "\n".join(rows) + "\n")
     write_text(meta / "scene_sequence.csv", "\n".join(scenes) + "\n")
@@ -105,17 +125,17 @@ def write_song(root: Path, spec: Spec, pacing: str) -> tuple[Path, Path]:
 
 
 def run_pacing(root: Path, spec: Spec, pacing: str,
-               log: Callable[[str], None] = print) -> PacingRun:
+               log: Callable[[str], None] = print, sharing: float = 0.0) -> PacingRun:
     import time
 
-    song = load_song(*write_song(root, spec, pacing))
+    song = load_song(*write_song(root, spec, pacing, sharing))
     renderer = open_renderer(song)
     todo = pairs(spec)
     for image in dict.fromkeys(i for pair in todo for i in pair):
         renderer.keyframe(image)  # shared by every transition: not counted
     tr = TransitionRenderer(renderer, open_store(song), spec.frames, spec.batch_size)
     tr.refresh()
-    run = PacingRun(pacing, model_kind(renderer))
+    run = PacingRun(pacing, model_kind(renderer), sharing=sharing)
     before, began = renderer.engine.unet_evals, time.perf_counter()
     with FrameWriter() as writer:
         for a, b in todo:
@@ -130,7 +150,9 @@ def run_pacing(root: Path, spec: Spec, pacing: str,
         m = measure(score.d, score.end_to_end)
         run.jumps.append(m.jump)
         run.ginis.append(m.gini)
-    log(f"{pacing}: {len(todo)} transitions in {run.seconds:.0f} s, median J "
+        run.detail += detail_ratios(sorted(folder.glob("frame*.png")))
+    log(f"{pacing}{f', sharing {sharing}' if sharing else ''}: {len(todo)} transitions in "
+        f"{run.seconds:.0f} s, median J "
         f"{run.summary()['median_j']:.2f}")
     return run
 

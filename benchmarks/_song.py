@@ -22,6 +22,9 @@ class SongSpec:
     seeds_per_prompt: int = 1
     duration: int = 0  # hops inside each scene
     batch_size: int | None = None
+    model: str = "tiny-random"
+    sharing: float = 0.0
+    pacing: str = "linear"
 
 
 def seeds_of(prompt: int, spec: SongSpec) -> list[int]:
@@ -40,8 +43,9 @@ def write_song(root: Path, spec: SongSpec, name: str = "song") -> tuple[Path, Pa
         rows.append(f'p{k},"{PROMPTS[k % len(PROMPTS)]}",{seeds},{spec.guidance}')
         scenes.append(f"{k},p{k},{spec.duration},1,,")
     profile: dict[str, object] = {
-        "model_string": "tiny-random", "res_width": spec.size, "res_height": spec.size,
-        "interpolation_steps": spec.frames, "noise": "cpu",
+        "model_string": spec.model, "res_width": spec.size, "res_height": spec.size,
+        "interpolation_steps": spec.frames, "noise": "cpu", "pacing": spec.pacing,
+        "sharing": spec.sharing,
         "pipe_kwargs": {"num_inference_steps": spec.steps, "negative_prompt": ""},
     }
     if spec.batch_size:

@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/run.py --only throughput planning
     .venv/bin/python benchmarks/run.py --only scan
     .venv/bin/python benchmarks/run.py --only cluster   # Ray cluster vs local (issue 27)
+    .venv/bin/python benchmarks/run.py --only sharing   # shared denoising (issue 23)
 
 Every timing that is compared is a ratio of two timings taken in the same run, so the
 machine's speed cancels; steady throughput is measured at the margin (time for 2N frames
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -33,7 +35,7 @@ from rich.table import Table  # noqa: E402
 # Wide enough for the detail column when the output is a file or a pipe.
 console = Console(width=max(Console().width, 140))
 SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan", "smoothness",
-            "cluster")
+            "cluster", "sharing")
 THREADS = 2
 SIZES = (128, 256)
 SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
@@ -336,6 +338,84 @@ def bench_cluster(scale: Scale) -> list[Figure]:
          "frames": [c.local.short.frames, c.local.long.frames]})]
 
 
+# Issue 23: shared denoising at the recommended s against s = 0, and against the peer's walk.
+SHARING_PASSES_TARGET = 0.4
+SHARING_SHARE_J_TARGET = 0.8
+SHARING_J_SLACK, SHARING_GINI_SLACK = 0.2, 0.05
+SHARING_DETAIL_FLOOR = 0.7
+SHARING_SPEED_TARGET = 2.0
+
+
+def bench_sharing(scale: Scale) -> list[Figure]:
+    """Figure 10: UNet passes, J, Gini, detail with sharing; marginal frames/s vs the peer."""
+    import torch
+    from _sharing import RECOMMENDED, detail_share, smoothness, throughput
+    from _smoothness import Spec
+
+    s = RECOMMENDED
+    spec = Spec() if scale is FULL else Spec(transitions=4, frames=9, steps=4)
+    log(f"{spec.transitions} transitions of {spec.frames} frames at {spec.size}px, "
+        f"{spec.steps} steps, linear and even pacing at s = 0 and {s}, built-in tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # counts and pictures, not times (as the smoothness section)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+            runs = smoothness(Path(tmp), spec, s, log)
+    finally:
+        torch.set_num_threads(threads)
+    figures = _sharing_smoothness(runs, s, detail_share)
+    n = 30 if scale is FULL else 4
+    speed = throughput(n, 2 if scale is FULL else 1, s, "even", log)
+    if speed is not None:
+        figures.append(Figure(
+            "sharing_speed", f"marginal frames/s, s = {s} even / the peer's walk (batch 30)",
+            speed.ratio, "x", f">= {SHARING_SPEED_TARGET}", speed.ratio >= SHARING_SPEED_TARGET,
+            f"{speed.sdmorph_fps:.2f} vs {speed.peer_fps:.2f} frames/s; 128px, 10 steps, "
+            f"guidance 7.5, {n} and {2 * n} frames, trained tiny, best of repeats",
+            {"sdmorph_seconds": speed.sdmorph, "peer_seconds": speed.peer,
+             "sdmorph_unet_passes": speed.passes}))
+    return figures
+
+
+def _sharing_smoothness(runs: Any, s: float, detail_share: Callable[..., float]
+                        ) -> list[Figure]:
+    summary = {key: run.summary() for key, run in runs.runs.items()}
+    even0, even = summary["even", 0.0], summary["even", s]
+    data = {f"{p}-{k}": v | {"jumps": runs.runs[p, k].jumps, "ginis": runs.runs[p, k].ginis,
+                             "detail": runs.runs[p, k].detail}
+            for (p, k), v in summary.items()}
+    out = [Figure(f"sharing_passes_{pacing}", f"UNet passes per output frame, s = {s} / s = 0, "
+                  f"{pacing}", runs.passes_ratio(pacing, s), "x", f"<= {SHARING_PASSES_TARGET}",
+                  runs.passes_ratio(pacing, s) <= SHARING_PASSES_TARGET,
+                  f"{summary[pacing, s]['passes_per_frame']:.2f} vs "
+                  f"{summary[pacing, 0.0]['passes_per_frame']:.2f}",
+                  data if pacing == "linear" else None)
+           for pacing in ("linear", "even")]
+    out.append(Figure("sharing_share_j", f"share of transitions with J <= 2, even, s = {s}",
+                      even["share_j_le_2"], "", f">= {SHARING_SHARE_J_TARGET}",
+                      even["share_j_le_2"] >= SHARING_SHARE_J_TARGET,
+                      f"s = 0: {even0['share_j_le_2']:.2f}; linear s = {s}: "
+                      f"{summary['linear', s]['share_j_le_2']:.2f}"))
+    out.append(Figure("sharing_median_j", f"median J, even, s = {s} minus s = 0",
+                      even["median_j"] - even0["median_j"], "", f"<= +{SHARING_J_SLACK}",
+                      even["median_j"] - even0["median_j"] <= SHARING_J_SLACK,
+                      f"{even['median_j']:.2f} vs {even0['median_j']:.2f}; p90 "
+                      f"{even['p90_j']:.2f} vs {even0['p90_j']:.2f}"))
+    out.append(Figure("sharing_gini", f"median Gini, even, s = {s} minus s = 0",
+                      even["median_gini"] - even0["median_gini"], "",
+                      f"<= +{SHARING_GINI_SLACK}",
+                      even["median_gini"] - even0["median_gini"] <= SHARING_GINI_SLACK,
+                      f"{even['median_gini']:.3f} vs {even0['median_gini']:.3f}"))
+    shares = {key: detail_share(run, SHARING_DETAIL_FLOOR) for key, run in runs.runs.items()}
+    out.append(Figure("sharing_detail", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x their "
+                      f"keyframes' detail, even, s = {s}", shares["even", s], "", "1.0",
+                      shares["even", s] >= 1.0,
+                      f"s = 0: {shares['even', 0.0]:.2f}; linear {shares['linear', s]:.2f} vs "
+                      f"{shares['linear', 0.0]:.2f}; min ratio {even['min_detail']:.2f} vs "
+                      f"{even0['min_detail']:.2f}"))
+    return out
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -395,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "scan": lambda: bench_scan(scale),
         "smoothness": lambda: bench_smoothness(scale),
         "cluster": lambda: bench_cluster(scale),
+        "sharing": lambda: bench_sharing(scale),
     }
     started = time.perf_counter()
     figures: list[Figure] = []
