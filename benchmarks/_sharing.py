@@ -6,7 +6,9 @@ and `pacing: even`, each at s = 0 and at the recommended s. For each: the engine
 per output frame (everything the transition cost, its keyframes' second denoising included;
 the keyframes themselves are rendered once before counting), J and Gini from the frames, and
 ghosting: each in-between's variance of the Laplacian of its luma against the mean of its two
-keyframes' (`_smoothness.detail_ratios`; a cross-fade of two pictures loses detail).
+keyframes' (`_smoothness.detail_ratios`; a cross-fade of two pictures loses detail), and, with
+linear pacing where both renders have the same t's, against the same frame rendered in full
+(`detail_vs_full`): what sharing itself loses.
 
 Throughput: one transition of N and of 2N frames at 128x128, 10 steps, guidance 7.5, on the
 same trained model, through sdmorph's real path (song folder, keyframes, `render_all`) with
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _smoothness import PacingRun, Spec, run_pacing
+from _smoothness import PacingRun, Spec, run_pacing, sharpness
 from _song import PROMPTS, SongSpec, seeds_of
 from _throughput import Run, sdmorph_transitions
 
@@ -153,6 +155,17 @@ def throughput(n: int, repeats: int, sharing: float, pacing: str,
             log(f"repeat {rep + 1}, {frames} frames: sdmorph {ours.seconds:.1f} s, peer "
                 f"{theirs.seconds:.1f} s")
     return result
+
+
+def detail_vs_full(full: PacingRun, shared: PacingRun) -> list[float]:
+    """Each in-between's sharpness with sharing over the same frame's (same transition, same
+    t: linear pacing) rendered in full: whether sharing loses detail the model would keep."""
+    ratios = []
+    for ours, theirs in zip(shared.folders, full.folders, strict=True):
+        frames = zip(sorted(ours.glob("frame*.png"))[1:-1],
+                     sorted(theirs.glob("frame*.png"))[1:-1], strict=True)
+        ratios += [sharpness(a) / max(sharpness(b), 1e-9) for a, b in frames]
+    return ratios
 
 
 def detail_share(run: PacingRun, floor: float = 0.7) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import numpy as np  # noqa: E402
 from _common import Figure, LoadMeter, check, machine_info, mb  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -406,6 +407,16 @@ def _sharing_smoothness(runs: Any, s: float, detail_share: Callable[..., float]
                       f"<= +{SHARING_GINI_SLACK}",
                       even["median_gini"] - even0["median_gini"] <= SHARING_GINI_SLACK,
                       f"{even['median_gini']:.3f} vs {even0['median_gini']:.3f}"))
+    from _sharing import detail_vs_full
+
+    versus = np.asarray(detail_vs_full(runs.runs["linear", 0.0], runs.runs["linear", s]))
+    kept = float(np.mean(versus >= SHARING_DETAIL_FLOOR))
+    out.append(Figure("sharing_detail_vs_full", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x "
+                      f"the detail of the same frame rendered in full, linear, s = {s}", kept,
+                      "", ">= 0.9", kept >= 0.9,
+                      f"median ratio {np.median(versus):.2f}, 10th pct "
+                      f"{np.percentile(versus, 10):.2f}, over {len(versus)} frames",
+                      {"ratios": versus.tolist()}))
     shares = {key: detail_share(run, SHARING_DETAIL_FLOOR) for key, run in runs.runs.items()}
     out.append(Figure("sharing_detail", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x their "
                       f"keyframes' detail, even, s = {s}", shares["even", s], "", "1.0",

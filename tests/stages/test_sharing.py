@@ -162,3 +162,11 @@ def test_a_profile_with_sharing_out_of_range_is_one_line(tmp_path: Path) -> None
     assert result.exit_code != 0
     assert "tgen_settings.json" in result.output and "sharing" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sharing_on_a_ray_cluster_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    write_song(tmp_path, settings={"default": {**SETTINGS["default"], "sharing": 0.5}})
+    result = CliRunner().invoke(app, ["transitions", "song", "--cluster", "local"],
+                                env=env_for(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "cannot run on a Ray cluster yet" in result.output

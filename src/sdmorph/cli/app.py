@@ -237,6 +237,10 @@ def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str |
 
     if cluster_cpus is not None and cluster is None:
         raise SdmorphError("--cluster-cpus needs --cluster ADDRESS")
+    if cluster and song.profile.sharing > 0:
+        raise SdmorphError(f"--cluster: shared denoising (sharing {song.profile.sharing}) keeps "
+                           "its states in one process and cannot run on a Ray cluster yet; "
+                           "use --sharing 0 with --cluster")
     where = f" on the Ray cluster ({cluster})" if cluster else ""
     with ui.err.status(f"loading model {model or song.profile.model_string}{where} ..."):
         renderer = open_renderer(song, model=model, device=device, compile=compile,

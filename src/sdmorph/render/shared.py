@@ -25,9 +25,7 @@ class SharedTree:
 
     def __init__(self, renderer: Renderer, a: ImageId, b: ImageId, where: Callable[[int], float],
                  keep: Collection[int]) -> None:
-        if not isinstance(renderer.engine, Engine):
-            raise RenderError("sharing needs the model on this machine: it cannot run on a Ray "
-                              "cluster yet; render with --sharing 0 there")
+        check_engine(renderer)
         self.renderer, self.a, self.b, self.where = renderer, a, b, where
         self.keep = set(keep)
         self.states: dict[int, dict[int, Snapshot]] = {}
@@ -106,6 +104,13 @@ class SharedTree:
                                     width=self.renderer.width, height=self.renderer.height,
                                     control_start=p.control_guidance_start,
                                     control_end=p.control_guidance_end)
+
+
+def check_engine(renderer: Renderer) -> None:
+    """Shared denoising keeps its states in this process: a Ray cluster's workers cannot."""
+    if renderer.song.profile.sharing > 0 and not isinstance(renderer.engine, Engine):
+        raise RenderError("sharing needs the model in this process: it cannot run on a Ray "
+                          "cluster yet; use --sharing 0 with --cluster")
 
 
 def join_steps(sharing: float, iterations: int, levels: int = 3) -> dict[str, int]:

@@ -48,7 +48,7 @@ from sdmorph.media.store import (
 )
 from sdmorph.render.engine import DarkFrameError
 from sdmorph.render.renderer import FrameWriter, Renderer, png_info
-from sdmorph.render.shared import SharedTree, join_steps
+from sdmorph.render.shared import SharedTree, check_engine, join_steps
 from sdmorph.stages.keyframes import render_keyframes
 from sdmorph.stages.plan import draw_graphs
 
@@ -621,6 +621,7 @@ def render_planned(renderer: Renderer, store: TransitionStore, pairs: Sequence[E
                    listener: Listener = SILENT) -> RenderReport:
     """The transitions stage: the keyframes the pairs need, then every pair not done yet,
     then the plan pictures again (now showing what is rendered)."""
+    check_engine(renderer)
     images = list(dict.fromkeys(image for pair in pairs for image in pair))
     frames = renderer.song.profile.interpolation_steps
     bars = listener.bars(("keyframes", len(images)), ("transitions", len(pairs)),
