@@ -43,6 +43,7 @@ from _smoothness import PacingRun, Spec, run_pacing, sharpness
 from _song import PROMPTS, SongSpec, seeds_of
 from _throughput import Run, sdmorph_transitions
 
+from sdmorph.core.ids import ImageId
 from sdmorph.render.engine import Engine
 
 RECOMMENDED = 0.8
@@ -155,6 +156,33 @@ def throughput(n: int, repeats: int, sharing: float, pacing: str,
             log(f"repeat {rep + 1}, {frames} frames: sdmorph {ours.seconds:.1f} s, peer "
                 f"{theirs.seconds:.1f} s")
     return result
+
+
+def tree_memory(frames: int, size: int, steps: int, sharing: float) -> tuple[int, float]:
+    """(bytes, seconds) of the states one linear transition's tree keeps, grown in full on
+    `tiny-random` (the states' size depends on the frame size, not on the weights)."""
+    from _song import write_song
+
+    from sdmorph.core.sharing import bisection
+    from sdmorph.formats.song import load_song
+    from sdmorph.render.renderer import open_renderer
+    from sdmorph.render.shared import SharedTree, join_steps
+
+    spec = SongSpec(size=size, frames=frames, steps=steps, sharing=sharing)
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        renderer = open_renderer(load_song(*write_song(Path(tmp), spec)))
+    a, b = (ImageId(f"p{k}", seeds_of(k, spec)[0]) for k in (0, 1))
+    iterations = renderer.engine.iterations(steps)  # type: ignore[union-attr]
+    times = np.linspace(0, 1, frames).tolist()
+    tree = SharedTree(renderer, a, b, times.__getitem__,
+                      set(join_steps(sharing, iterations).values()))
+    start = time.perf_counter()
+    tree.roots(0, frames - 1)
+    for level in sorted({br.level for br in bisection(frames)}):
+        batch = [br for br in bisection(frames) if br.level == level]
+        for k in range(0, len(batch), 4):
+            tree.grow(batch[k : k + 4])
+    return tree.state_bytes(), time.perf_counter() - start
 
 
 def detail_vs_full(full: PacingRun, shared: PacingRun) -> list[float]:

@@ -365,6 +365,13 @@ def bench_sharing(scale: Scale) -> list[Figure]:
     finally:
         torch.set_num_threads(threads)
     figures = _sharing_smoothness(runs, s, detail_share)
+    from _sharing import tree_memory
+
+    frames, size, steps = (60, 512, 25) if scale is FULL else (9, 128, 4)
+    held, seconds = tree_memory(frames, size, steps, s)
+    figures.append(Figure("sharing_memory", f"states a {frames}-frame tree keeps, {size}px, "
+                          f"{steps} steps (PNDM)", held / 2**20, "MiB", "reported", None,
+                          f"float32 latents, s = {s}; grown in {seconds:.0f} s on tiny-random"))
     n = 30 if scale is FULL else 4
     speed = throughput(n, 2 if scale is FULL else 1, s, "even", log)
     if speed is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 
+import torch
 from PIL import Image
 
 from sdmorph.core.errors import RenderError
@@ -55,6 +56,18 @@ class SharedTree:
         _, kept = self._render(inputs, None, 0)
         self.states[left], self.states[right] = kept
         self.levels[left] = self.levels[right] = 0
+
+    def state_bytes(self) -> int:
+        """Memory the kept states take (latents and the schedulers' per-frame tensors)."""
+        total = 0
+        for states in self.states.values():
+            for snapshot in states.values():
+                total += _nbytes(snapshot.latents)
+                for value in vars(snapshot.scheduler).values():
+                    for item in value if isinstance(value, list) else [value]:
+                        if isinstance(item, torch.Tensor) and item.shape == snapshot.latents.shape:
+                            total += _nbytes(item)
+        return total
 
     def join_of(self, branch: Branch) -> int:
         return join_step(branch.level, self.sharing, self.iterations())
@@ -104,6 +117,10 @@ class SharedTree:
                                     width=self.renderer.width, height=self.renderer.height,
                                     control_start=p.control_guidance_start,
                                     control_end=p.control_guidance_end)
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 def check_engine(renderer: Renderer) -> None:
