@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdmorph.core.sharing import Branch, between, bisection, cost, join_step
+from sdmorph.core.sharing import Branch, between, bisection, cost, join_step, with_ancestors
 
 
 def test_sharing_zero_joins_every_frame_at_the_start() -> None:
@@ -52,3 +52,10 @@ def test_the_cost_of_a_tree_follows_the_sharing() -> None:
     assert cost(tree, 0.0, 11) == 1.0
     assert 0.15 < cost(tree, 0.8, 11) < 0.35  # about 1 - s: most frames are deep
     assert cost(tree, 0.5, 11) > cost(tree, 0.8, 11)
+
+
+def test_a_missing_frame_needs_every_frame_it_starts_from() -> None:
+    tree = bisection(9)  # 4 from (0, 8); 2 from (0, 4); 1 from (0, 2)
+    assert with_ancestors(tree, {1}) == {1, 2, 4}
+    assert with_ancestors(tree, {0, 8}) == set()  # keyframes: not branches
+    assert with_ancestors(tree, {7, 1}) == {1, 2, 4, 6, 7}

@@ -31,7 +31,7 @@ between close neighbours already keeps a frame near them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 SHARING_MAX = 0.95  # s < 1: a frame needs at least one denoising step of its own
@@ -92,6 +92,19 @@ def between(placed: Mapping[int, int], new: Sequence[int], *, chain: bool = True
         if chain:
             levels[key] = branch.level
     return sorted(out, key=lambda b: (b.level, b.key))
+
+
+def with_ancestors(branches: Sequence[Branch], keys: Collection[int]) -> set[int]:
+    """The branch keys among `keys`, and every branch they start from, however far up."""
+    parents = {b.key: (b.left, b.right) for b in branches}
+    out: set[int] = set()
+    todo = [k for k in keys if k in parents]
+    while todo:
+        key = todo.pop()
+        if key in parents and key not in out:
+            out.add(key)
+            todo += parents[key]
+    return out
 
 
 def _coarseness(key: int) -> int:

@@ -268,7 +268,7 @@ def _settings(song: Song) -> list[tuple[str, str]]:
     extra += [(name, str(value)) for name, value in (
         ("fps", p.fps), ("batch size", p.batch_size), ("noise", p.noise),
         ("scheduler", p.scheduler), ("timestep spacing", p.timestep_spacing),
-        ("dtype", p.dtype)) if value is not None]
+        ("dtype", p.dtype), ("sharing", p.sharing or None)) if value is not None]
     extra += [("LoRA", f"{lora.path} x {lora.scale:g}") for lora in p.loras]
     return [*summary(song), ("guidance (default)", f"{p.guidance_scale:g}"), *extra]
 

@@ -364,14 +364,7 @@ class TransitionRenderer:
                        writer: FrameWriter, batch_size: int) -> int:
         """The bisection tree; a batch is grown when a missing frame needs it (itself or as
         an ancestor)."""
-        parents = {br.key: (br.left, br.right) for br in branches}
-        needed: set[int] = set()
-        todo = [i for i in missing if i in parents]
-        while todo:
-            key = todo.pop()
-            if key in parents and key not in needed:
-                needed.add(key)
-                todo += parents[key]
+        needed = sharing.with_ancestors(branches, missing)
         times = self.renderer.transition_times(self.frames)
         written = 0
         for batch in _level_batches(branches, batch_size):
