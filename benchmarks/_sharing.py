@@ -199,3 +199,23 @@ def detail_vs_full(full: PacingRun, shared: PacingRun) -> list[float]:
 def detail_share(run: PacingRun, floor: float = 0.7) -> float:
     """Share of the in-betweens that keep at least `floor` of their keyframes' detail."""
     return float(np.mean(np.asarray(run.detail) >= floor)) if run.detail else 0.0
+
+
+def save_strip(target: Path, transitions: int = 6, sharing: float = RECOMMENDED) -> None:
+    """The even-paced transition that snaps most at s = 0 (of the first few of the smoothness
+    benchmark), above it at s = `sharing`, every frame labelled with its t."""
+    import torch
+    from _smoothness import strip
+
+    torch.set_num_threads(1)
+    spec = Spec(transitions=transitions)
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        runs = {s: run_pacing(Path(tmp) / str(s), spec, "even", print, s) for s in (0.0, sharing)}
+        for s, run in runs.items():
+            run.pacing = f"even, s = {s:g}"
+        shown = strip(runs[0.0], runs[sharing], target, int(np.argmax(runs[0.0].jumps)))
+    print(f"saved {target} (transition {shown})")
+
+
+if __name__ == "__main__":
+    save_strip(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/sharing-strip.png"))

@@ -362,9 +362,9 @@ def bench_sharing(scale: Scale) -> list[Figure]:
     try:
         with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
             runs = smoothness(Path(tmp), spec, s, log)
+            figures = _sharing_smoothness(runs, s, detail_share)  # reads the frames
     finally:
         torch.set_num_threads(threads)
-    figures = _sharing_smoothness(runs, s, detail_share)
     from _sharing import tree_memory
 
     frames, size, steps = (60, 512, 25) if scale is FULL else (9, 128, 4)
