@@ -196,6 +196,27 @@ def detail_vs_full(full: PacingRun, shared: PacingRun) -> list[float]:
     return ratios
 
 
+def crossfade_ratios(run: PacingRun) -> list[float]:
+    """What a cross-fade of each transition's keyframes at its frames' t's keeps of their
+    detail (the ghost the detail figures must tell apart; linear pacing's t's)."""
+    from PIL import Image
+
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="sdmorph-bench-") as tmp:
+        mixed = Path(tmp) / "mix.png"
+        for folder in run.folders:
+            frames = sorted(folder.glob("frame*.png"))
+            ends = [np.asarray(Image.open(f).convert("RGB"), np.float64) for f in
+                    (frames[0], frames[-1])]
+            mean = (sharpness(frames[0]) + sharpness(frames[-1])) / 2
+            for i in range(1, len(frames) - 1):
+                t = i / (len(frames) - 1)
+                Image.fromarray(((1 - t) * ends[0] + t * ends[1]).round().astype(np.uint8)
+                                ).save(mixed)
+                ratios.append(sharpness(mixed) / mean)
+    return ratios
+
+
 def detail_share(run: PacingRun, floor: float = 0.7) -> float:
     """Share of the in-betweens that keep at least `floor` of their keyframes' detail."""
     return float(np.mean(np.asarray(run.detail) >= floor)) if run.detail else 0.0

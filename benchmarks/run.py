@@ -424,13 +424,17 @@ def _sharing_smoothness(runs: Any, s: float, detail_share: Callable[..., float]
                       f"median ratio {np.median(versus):.2f}, 10th pct "
                       f"{np.percentile(versus, 10):.2f}, over {len(versus)} frames",
                       {"ratios": versus.tolist()}))
+    from _sharing import crossfade_ratios
+
+    fades = np.asarray(crossfade_ratios(runs.runs["linear", 0.0]))
     shares = {key: detail_share(run, SHARING_DETAIL_FLOOR) for key, run in runs.runs.items()}
     out.append(Figure("sharing_detail", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x their "
                       f"keyframes' detail, even, s = {s}", shares["even", s], "", "1.0",
                       shares["even", s] >= 1.0,
                       f"s = 0: {shares['even', 0.0]:.2f}; linear {shares['linear', s]:.2f} vs "
                       f"{shares['linear', 0.0]:.2f}; min ratio {even['min_detail']:.2f} vs "
-                      f"{even0['min_detail']:.2f}"))
+                      f"{even0['min_detail']:.2f}; a cross-fade of the keyframes: "
+                      f"{float(np.mean(fades >= SHARING_DETAIL_FLOOR)):.2f}"))
     return out
 
 
