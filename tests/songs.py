@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PIL import Image
+
 SHEET = """name,prompt,seeds,guidance_scale
 luna,"a moon, glowing",1001 1002 1003,7.5
 sun,"a sun, burning",2001 2002 2003,7.5
@@ -67,3 +69,13 @@ def union_transitions(paths):
                 seen.add(key)
                 pairs.append((hop.a, hop.b))
     return pairs
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a folder by name: two renders compared byte for byte."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from sdmorph.cli.app import app
@@ -17,7 +16,7 @@ from sdmorph.render.renderer import FrameWriter, open_renderer
 from sdmorph.stages.plan import open_store
 from sdmorph.stages.status import recipe_differences
 from sdmorph.stages.transitions import TransitionRenderer
-from songs import SETTINGS, env_for, write_song
+from songs import SETTINGS, env_for, folder_bytes, pixels, write_song
 
 FRAMES = 9
 A, B = ImageId("luna", 1001), ImageId("sun", 2001)
@@ -46,15 +45,6 @@ def render(song: Song, batch_size: int = 3) -> tuple[Path, int, str]:
         outcome = tr.render(A, B, writer)
     assert outcome.folder is not None
     return outcome.folder, renderer.engine.unet_evals - before, outcome.status
-
-
-def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def pixels(path: Path) -> bytes:
-    with Image.open(path) as image:
-        return image.convert("RGB").tobytes()
 
 
 @pytest.fixture(scope="module", params=["linear", "even"])

@@ -9,6 +9,7 @@ four noise predictions and a sample it keeps) about 60 x 3 x 6 x 64 KB = 70 MB.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 
 import torch
@@ -40,8 +41,10 @@ class SharedTree:
     def sharing(self) -> float:
         return self.renderer.song.profile.sharing
 
+    @functools.cached_property
     def iterations(self) -> int:
-        """Denoising iterations of one frame (PNDM: steps + 1)."""
+        """Denoising iterations of one frame (PNDM: steps + 1); asked once per tree, as the
+        engine builds a scheduler to count them."""
         engine = self.renderer.engine
         assert isinstance(engine, Engine)
         return engine.iterations(self.renderer.song.profile.num_inference_steps)
@@ -70,7 +73,7 @@ class SharedTree:
         return total
 
     def join_of(self, branch: Branch) -> int:
-        return join_step(branch.level, self.sharing, self.iterations())
+        return join_step(branch.level, self.sharing, self.iterations)
 
     def grow(self, batch: Sequence[Branch]) -> list[Image.Image]:
         """Render one batch of branches (one level, parents grown already)."""
@@ -89,8 +92,8 @@ class SharedTree:
 
     def record(self, frames: int) -> dict[str, object]:
         """What the tree counted so far, per frame of a transition of `frames` frames."""
-        return {"join_steps": join_steps(self.sharing, self.iterations()),
-                "iterations": self.iterations(),
+        return {"join_steps": join_steps(self.sharing, self.iterations),
+                "iterations": self.iterations,
                 "unet_passes_per_frame": self.unet_passes / frames,
                 "vae_decodes_per_frame": self.vae_decodes / frames}
 
@@ -104,7 +107,7 @@ class SharedTree:
     def _count(self, inputs: list[FrameInput], step: int) -> None:
         engine = self.renderer.engine
         assert isinstance(engine, Engine)
-        self.unet_passes += engine.unet_passes(inputs, self.iterations() - step)
+        self.unet_passes += engine.unet_passes(inputs, self.iterations - step)
         self.vae_decodes += len(inputs)
 
     def _render(self, inputs: list[FrameInput], joins: list[Join] | None,
