@@ -41,7 +41,7 @@ class Spec:
     frames: int = 17
     steps: int = 10
     size: int = 64
-    guidance: float = 3.0  # the trained tiny blotches at 7.5 (weights/tiny/TRAINING.md)
+    guidance: float = 3.0  # its PNDM overshoots from 4 on (weights/tiny/TRAINING.md)
     batch_size: int = 8
     model: str = "tiny"  # trained: pictures that snap; `tiny-random` morphs smoothly
 

@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/run.py --only scan
     .venv/bin/python benchmarks/run.py --only cluster   # Ray cluster vs local (issue 27)
     .venv/bin/python benchmarks/run.py --only sharing   # shared denoising (issue 23)
+    .venv/bin/python benchmarks/run.py --only guidance  # the trained tiny's guidance (issue 21)
 
 Every timing that is compared is a ratio of two timings taken in the same run, so the
 machine's speed cancels; steady throughput is measured at the margin (time for 2N frames
@@ -36,7 +37,7 @@ from rich.table import Table  # noqa: E402
 # Wide enough for the detail column when the output is a file or a pipe.
 console = Console(width=max(Console().width, 140))
 SECTIONS = ("throughput", "counts", "planning", "movie", "memory", "scan", "smoothness",
-            "cluster", "sharing")
+            "cluster", "sharing", "guidance")
 THREADS = 2
 SIZES = (128, 256)
 SPEEDUP_TARGET = {128: 3.5, 256: 1.25}
@@ -304,6 +305,26 @@ def bench_smoothness(scale: Scale) -> list[Figure]:
     ]
 
 
+def bench_guidance() -> list[Figure]:
+    """Figure 11: how often the trained tiny follows the words, per scheduler and guidance;
+    the target: guidance 7.5 beats guidance 1 (issue 21) with DDIM."""
+    from _guidance import sweep
+
+    log("the evaluation prompts x seeds (10 x 4), 64x64, 20 steps, trained tiny")
+    scores = {(s.scheduler, s.guidance): s for s in sweep(log)}
+    figures = []
+    for (name, g), score in scores.items():
+        unguided = scores[name, 1.0]
+        held = name == "ddim" and g == 7.5
+        beats = score.total > unguided.total
+        figures.append(Figure(
+            f"guidance_{name}_{g:g}", f"{name}, guidance {g:g}: colour + background",
+            score.total, "", "> guidance 1" if held else "", beats if held else None,
+            f"colour {score.colour:.3f}, background {score.background:.3f} (guidance 1: "
+            f"{unguided.colour:.3f}, {unguided.background:.3f})"))
+    return figures
+
+
 # Issue 27: rendering through a one-worker Ray cluster on this machine against rendering here.
 CLUSTER_SIZE = 512
 CLUSTER_TARGET = 1.10
@@ -498,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         "smoothness": lambda: bench_smoothness(scale),
         "cluster": lambda: bench_cluster(scale),
         "sharing": lambda: bench_sharing(scale),
+        "guidance": bench_guidance,
     }
     started = time.perf_counter()
     figures: list[Figure] = []

@@ -186,7 +186,7 @@ def test_each_tiny_controlnet_fits_only_its_own_model() -> None:
 # ---------------------------------------------------------------- what `tiny` draws
 
 _STEPS = 20  # as weights/tiny/TRAINING.md's evaluation
-# Where this model works best: from 4 up its guided steps overshoot (see TRAINING.md).
+# Where this model works best with its PNDM: from 4 up PNDM overshoots (see TRAINING.md).
 _GUIDANCE = 2.0
 
 
