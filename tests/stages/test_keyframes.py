@@ -155,7 +155,7 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
     )
 
     rows = ["name,prompt,seeds,guidance_scale"] + [
-        f'{kind}{k},"{prompt}",0 1,{g}' for kind, g in (("g", 7.5), ("u", 1.0))
+        f'{kind}{k},"{prompt}",0,{g}' for kind, g in (("g", 7.5), ("u", 1.0))
         for k, prompt in enumerate(EVALUATION_PROMPTS)]
     settings = {"default": {**SETTINGS["default"], "model_string": "tiny", "scheduler": "ddim",
                             "batch_size": 10,
@@ -169,7 +169,7 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
         judged = [(np.asarray(Image.open(path).convert("RGB")), EVALUATION_PROMPTS[k])
                   for k in range(len(EVALUATION_PROMPTS)) for path in sorted(
                       (tmp_path / "media/song/prompt_images").glob(f"{kind}{k}_*.png"))]
-        assert len(judged) == 2 * len(EVALUATION_PROMPTS)
+        assert len(judged) == len(EVALUATION_PROMPTS)
         return (float(np.mean([object_colour_matches(i, p) for i, p in judged])),
                 float(np.mean([background_matches(i, p) for i, p in judged])))
 
