@@ -140,6 +140,7 @@ class Round:
     kills: list[str] = field(default_factory=list)  # interruptions delivered
     problems: list[str] = field(default_factory=list)  # broken invariants (after kills, at the end)
     mismatches: list[str] = field(default_factory=list)  # outputs that differ from the reference
+    missed: str = ""  # how the command ended when an interruption came too late
     seconds: float = 0.0
 
     @property
@@ -155,7 +156,15 @@ def start(root: Path, args: Sequence[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, **env_for(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "sdmorph", *args], env=env, cwd=root,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A shell without job control starts its background jobs ignoring Ctrl-C, and every
+    child inherits that (`make test &` from a script): the command must get it, as it does
+    in a terminal, or no interruption by Ctrl-C is ever tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = RUN_TIMEOUT) -> str:
@@ -449,6 +458,7 @@ def run_round(ref: Reference, root: Path, kills: Sequence[Kill], rng: random.Ran
             delivered = False  # it exited just before the signal came
         if not delivered:
             finished = True
+            result.missed = f"{kill}: exit {proc.returncode} with files {trigger()}: {out[-400:]}"
             if proc.returncode != 0:
                 result.problems.append(f"exit code {proc.returncode}:\n{out[-2000:]}")
             break
