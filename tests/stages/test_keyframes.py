@@ -164,6 +164,7 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
                scenes=",scene,duration,section,start,avoid\n0,g0,1,1,,\n1,g1,1,1,,\n")
     result = invoke(tmp_path, "render-prompts", "song")
     assert result.exit_code == 0, result.output
+    assert "blotches" not in result.output  # the notice is for PNDM only
 
     def shares(kind: str) -> tuple[float, float]:
         judged = [(np.asarray(Image.open(path).convert("RGB")), EVALUATION_PROMPTS[k])
@@ -177,3 +178,19 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
     assert guided[0] >= 0.8 and guided[1] >= 0.8, guided
     assert guided[0] >= unguided[0] and guided[1] >= unguided[1], (guided, unguided)
     assert sum(guided) > sum(unguided), (guided, unguided)
+
+
+@pytest.mark.slow
+def test_tiny_with_pndm_above_guidance_4_gets_one_notice_naming_the_fix(tmp_path: Path) -> None:
+    sheet = ("name,prompt,seeds,guidance_scale\nsea,a red sun over the sea,1,7.5\n"
+             "calm,a white moon at night,2,2\n")
+    settings = {"default": {**SETTINGS["default"], "model_string": "tiny",
+                            "pipe_kwargs": {"num_inference_steps": 2}}}
+    write_song(tmp_path, sheet=sheet, settings=settings,
+               scenes=",scene,duration,section,start,avoid\n0,sea,1,1,,\n1,calm,1,1,,\n")
+    result = invoke(tmp_path, "render-prompts", "song", "--only", "calm")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "blotches" in line]
+    assert len(lines) == 1, result.output
+    assert "tgen_settings.json" in lines[0] and "(sea)" in lines[0]
+    assert '"scheduler": "ddim"' in result.output

@@ -247,6 +247,8 @@ def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str |
                                  cache_dir=folders_of(ctx).model_cache_dir, cluster=cluster,
                                  cluster_cpus=cluster_cpus)
     renderer.engine.on_warning = ui.warn
+    for notice in renderer.notices():
+        ui.warn(notice)
     if cluster:
         ctx.call_on_close(renderer.engine.close)  # the workers stop with the command
         ui.info(f"rendering on the {renderer.engine.describe()}")

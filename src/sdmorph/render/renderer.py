@@ -28,6 +28,8 @@ from sdmorph.formats.recipe import recipe_key
 from sdmorph.formats.song import Song
 from sdmorph.media.masks import crossfade, find_mask, load_mask, to_control
 from sdmorph.render.engine import Engine, FrameInput
+from sdmorph.render.sources import TINY
+from sdmorph.render.tiny import PNDM_GUIDANCE_LIMIT
 
 if TYPE_CHECKING:
     from sdmorph.render.cluster import RemoteEngine
@@ -88,6 +90,19 @@ class Renderer:
                                   dtype=str(engine.dtype).replace("torch.", ""),
                                   family=engine.family, scheduler_options=engine.scheduler_options,
                                   step_noise="seeds" if engine.stochastic else None)
+
+    def notices(self) -> list[str]:
+        """Advice on the song's settings for this model, a line each (they block nothing)."""
+        if self.model != TINY or self.engine.scheduler_name != "PNDMScheduler":
+            return []
+        high = [p.name for p in self.song.prompts.values()
+                if self.song.guidance(p) > PNDM_GUIDANCE_LIMIT]
+        if not high:
+            return []
+        named = ", ".join(high[:3]) + (f" and {len(high) - 3} more" if len(high) > 3 else "")
+        return [f"{self.song.settings_path}: the built-in tiny blotches above guidance "
+                f"{PNDM_GUIDANCE_LIMIT:g} with its PNDM scheduler ({named}): set \"scheduler\": "
+                "\"ddim\" in the profile, or use guidance 1.5-3"]
 
     def settings(self) -> dict[str, Any]:
         """What every image of this run shares (part of each recipe)."""

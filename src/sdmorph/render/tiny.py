@@ -44,6 +44,9 @@ OUT_STD = 0.3
 # model's would paint over the picture; these still move objects toward the mask.
 TRAINED_OUT_STD = 0.05
 WEIGHTS = Path(__file__).parent / "weights" / "tiny"
+# Above this guidance the trained tiny's PNDM steps overshoot into blotches; first- and
+# second-order schedulers (ddim, euler, dpm++_2m) stay clean up to 7.5 (weights/tiny/TRAINING.md).
+PNDM_GUIDANCE_LIMIT = 4.0
 MAX_LENGTH = 77
 TEXT_DIM = 32
 BOS = "<|startoftext|>"
