@@ -61,6 +61,24 @@ def test_init_then_validate(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
+def test_the_example_song_renders_its_words_at_its_guidance(tmp_path: Path) -> None:
+    """`init`'s sheet asks guidance 7.5-8 of tiny: its profile picks a scheduler that takes it."""
+    import numpy as np
+    from PIL import Image
+
+    from sdmorph.media.caption_match import object_colour_matches
+
+    assert invoke(tmp_path, "init", "demo").exit_code == 0
+    result = invoke(tmp_path, "render-prompts", "demo", "--only", "dawn")
+    assert result.exit_code == 0, result.output
+    assert "blotches" not in result.output
+    pictures = sorted((tmp_path / "media/demo/prompt_images").glob("dawn_*.png"))
+    assert len(pictures) == 3
+    assert all(object_colour_matches(np.asarray(Image.open(p).convert("RGB")),
+                                     "a yellow sun over the sea") for p in pictures)
+
+
 def test_validate_bad_song_exits_2_without_traceback(tmp_path: Path) -> None:
     write_song(tmp_path, sheet=SHEET.replace("1001 1002 1003", "10x1"))
     result = invoke(tmp_path, "validate", "song")
