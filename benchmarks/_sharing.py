@@ -196,9 +196,11 @@ def detail_vs_full(full: PacingRun, shared: PacingRun) -> list[float]:
     return ratios
 
 
-def crossfade_ratios(run: PacingRun) -> list[float]:
+def crossfade_ratios(run: PacingRun, at_t: bool = False) -> list[float]:
     """What a cross-fade of each transition's keyframes at its frames' t's keeps of their
-    detail (the ghost the detail figures must tell apart; linear pacing's t's)."""
+    detail (the ghost the detail figures must tell apart): against the keyframes' mean, or
+    (`at_t`) against their detail interpolated at the frame's t."""
+    from _smoothness import frame_times
     from PIL import Image
 
     ratios = []
@@ -208,12 +210,11 @@ def crossfade_ratios(run: PacingRun) -> list[float]:
             frames = sorted(folder.glob("frame*.png"))
             ends = [np.asarray(Image.open(f).convert("RGB"), np.float64) for f in
                     (frames[0], frames[-1])]
-            mean = (sharpness(frames[0]) + sharpness(frames[-1])) / 2
-            for i in range(1, len(frames) - 1):
-                t = i / (len(frames) - 1)
+            a, b = sharpness(frames[0]), sharpness(frames[-1])
+            for t in frame_times(folder, len(frames))[1:-1]:
                 Image.fromarray(((1 - t) * ends[0] + t * ends[1]).round().astype(np.uint8)
                                 ).save(mixed)
-                ratios.append(sharpness(mixed) / mean)
+                ratios.append(sharpness(mixed) / ((1 - t) * a + t * b if at_t else (a + b) / 2))
     return ratios
 
 

@@ -52,6 +52,7 @@ class PacingRun:
     model: str = ""  # "trained" or "random weights"
     sharing: float = 0.0
     detail: list[float] = field(default_factory=list)  # per in-between: sharpness / keyframes'
+    detail_at_t: list[float] = field(default_factory=list)  # ... / keyframes' lerped at its t
     jumps: list[float] = field(default_factory=list)
     ginis: list[float] = field(default_factory=list)
     unet_evals: int = 0
@@ -85,6 +86,21 @@ def detail_ratios(frames: list[Path]) -> list[float]:
     """Each in-between's sharpness over the mean of its two keyframes' (no ghosting: >= 0.7)."""
     ends = (sharpness(frames[0]) + sharpness(frames[-1])) / 2
     return [sharpness(p) / ends for p in frames[1:-1]] if ends else []
+
+
+def detail_ratios_at(frames: list[Path], times: list[float]) -> list[float]:
+    """Each in-between's sharpness over its keyframes' interpolated at its t: fairer than
+    their mean when one keyframe is much plainer (a frame near it may be as plain); a
+    cross-fade still fails it mid-transition."""
+    a, b = sharpness(frames[0]), sharpness(frames[-1])
+    return [sharpness(p) / max((1 - t) * a + t * b, 1e-9)
+            for p, t in zip(frames[1:-1], times[1:-1], strict=True)]
+
+
+def frame_times(folder: Path, frames: int) -> list[float]:
+    """The t's of a transition's frames: the manifest's (even pacing), else evenly spaced."""
+    times = json.loads((folder / "manifest.json").read_text()).get("times")
+    return times or np.linspace(0, 1, frames).tolist()
 
 
 def model_kind(renderer: Renderer) -> str:
@@ -150,7 +166,9 @@ def run_pacing(root: Path, spec: Spec, pacing: str,
         m = measure(score.d, score.end_to_end)
         run.jumps.append(m.jump)
         run.ginis.append(m.gini)
-        run.detail += detail_ratios(sorted(folder.glob("frame*.png")))
+        frames = sorted(folder.glob("frame*.png"))
+        run.detail += detail_ratios(frames)
+        run.detail_at_t += detail_ratios_at(frames, frame_times(folder, len(frames)))
     log(f"{pacing}{f', sharing {sharing}' if sharing else ''}: {len(todo)} transitions in "
         f"{run.seconds:.0f} s, median J "
         f"{run.summary()['median_j']:.2f}")

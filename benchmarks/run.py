@@ -456,7 +456,25 @@ def _sharing_smoothness(runs: Any, s: float, detail_share: Callable[..., float]
                       f"{shares['linear', 0.0]:.2f}; min ratio {even['min_detail']:.2f} vs "
                       f"{even0['min_detail']:.2f}; a cross-fade of the keyframes: "
                       f"{float(np.mean(fades >= SHARING_DETAIL_FLOOR)):.2f}"))
+    out.append(_detail_at_t(runs, s))
     return out
+
+
+def _detail_at_t(runs: Any, s: float) -> Figure:
+    """The same with the keyframes' detail interpolated at each frame's t (reported)."""
+    from _sharing import crossfade_ratios
+
+    def share(values: list[float]) -> float:
+        return float(np.mean(np.asarray(values) >= SHARING_DETAIL_FLOOR)) if values else 0.0
+
+    kept = {key: share(run.detail_at_t) for key, run in runs.runs.items()}
+    fades = share(crossfade_ratios(runs.runs["even", 0.0], at_t=True))
+    return Figure("sharing_detail_at_t", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x their "
+                  f"keyframes' detail at their t, even, s = {s}", kept["even", s], "",
+                  "reported", None,
+                  f"s = 0: {kept['even', 0.0]:.2f}; linear {kept['linear', s]:.2f} vs "
+                  f"{kept['linear', 0.0]:.2f}; a cross-fade of the keyframes at even's t's: "
+                  f"{fades:.2f}")
 
 
 # ----------------------------------------------------------------------------- output
