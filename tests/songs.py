@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from sdmorph.core.ids import ImageId
+    from sdmorph.formats.song import Song
 
 SHEET = """name,prompt,seeds,guidance_scale
 luna,"a moon, glowing",1001 1002 1003,7.5
@@ -74,6 +79,29 @@ def union_transitions(paths):
 def folder_bytes(folder: Path) -> dict[str, bytes]:
     """Every file of a folder by name: two renders compared byte for byte."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def render_transition(song: Song, a: ImageId, b: ImageId, frames: int, batch_size: int,
+                      keyframes: dict[ImageId, bytes] | None = None) -> tuple[Path, int, str]:
+    """Render a->b alone: (folder, UNet passes spent on it, outcome status). Its keyframes
+    are rendered first and not counted (transitions share them); `keyframes` gets their
+    pixels. Imports the renderer only when called: torch-free tests use this module too."""
+    from sdmorph.render.renderer import FrameWriter, open_renderer
+    from sdmorph.stages.plan import open_store
+    from sdmorph.stages.transitions import TransitionRenderer
+
+    renderer = open_renderer(song)
+    for image in (a, b):
+        picture = renderer.keyframe(image)
+        if keyframes is not None:
+            keyframes[image] = picture.tobytes()
+    before = renderer.engine.unet_evals
+    tr = TransitionRenderer(renderer, open_store(song), frames, batch_size)
+    tr.refresh()
+    with FrameWriter() as writer:
+        outcome = tr.render(a, b, writer)
+    assert outcome.folder is not None
+    return outcome.folder, renderer.engine.unet_evals - before, outcome.status
 
 
 def pixels(path: Path) -> bytes:

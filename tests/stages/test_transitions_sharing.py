@@ -12,11 +12,9 @@ from sdmorph.cli.app import app
 from sdmorph.core.ids import ImageId
 from sdmorph.formats.song import Song, load_song
 from sdmorph.media.store import MANIFEST_NAME, PARTIAL_NAME, TransitionManifest
-from sdmorph.render.renderer import FrameWriter, open_renderer
 from sdmorph.stages.plan import open_store
 from sdmorph.stages.status import recipe_differences
-from sdmorph.stages.transitions import TransitionRenderer
-from songs import SETTINGS, env_for, folder_bytes, pixels, write_song
+from songs import SETTINGS, env_for, folder_bytes, pixels, render_transition, write_song
 
 FRAMES = 9
 A, B = ImageId("luna", 1001), ImageId("sun", 2001)
@@ -34,17 +32,7 @@ KEYFRAMES: dict[ImageId, bytes] = {}
 
 
 def render(song: Song, batch_size: int = 3) -> tuple[Path, int, str]:
-    """Render A->B alone: (folder, UNet passes spent on it, outcome status)."""
-    renderer = open_renderer(song)
-    for image in (A, B):  # keyframes aside: they are shared
-        KEYFRAMES[image] = renderer.keyframe(image).tobytes()
-    before = renderer.engine.unet_evals
-    tr = TransitionRenderer(renderer, open_store(song), FRAMES, batch_size)
-    tr.refresh()
-    with FrameWriter() as writer:
-        outcome = tr.render(A, B, writer)
-    assert outcome.folder is not None
-    return outcome.folder, renderer.engine.unet_evals - before, outcome.status
+    return render_transition(song, A, B, FRAMES, batch_size, KEYFRAMES)
 
 
 @pytest.fixture(scope="module", params=["linear", "even"])
