@@ -14,6 +14,7 @@ import typer
 from sdmorph import __version__
 from sdmorph.cli import ui
 from sdmorph.core.errors import SdmorphError
+from sdmorph.core.sharing import cluster_refusal
 from sdmorph.formats.folders import Folders, load_folders
 from sdmorph.render.scheduler_names import SCHEDULER_ALIASES
 
@@ -237,10 +238,9 @@ def renderer_for(ctx: typer.Context, song: Any, model: str | None, device: str |
 
     if cluster_cpus is not None and cluster is None:
         raise SdmorphError("--cluster-cpus needs --cluster ADDRESS")
-    if cluster and song.profile.sharing > 0:
-        raise SdmorphError(f"--cluster: shared denoising (sharing {song.profile.sharing}) keeps "
-                           "its states in one process and cannot run on a Ray cluster yet; "
-                           "use --sharing 0 with --cluster")
+    refusal = cluster_refusal(song.profile.sharing) if cluster else None
+    if refusal:  # before Ray starts
+        raise SdmorphError(f"--cluster: {refusal}")
     where = f" on the Ray cluster ({cluster})" if cluster else ""
     with ui.err.status(f"loading model {model or song.profile.model_string}{where} ..."):
         renderer = open_renderer(song, model=model, device=device, compile=compile,

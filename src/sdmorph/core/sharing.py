@@ -94,6 +94,15 @@ def between(placed: Mapping[int, int], new: Sequence[int], *, chain: bool = True
     return sorted(out, key=lambda b: (b.level, b.key))
 
 
+def cluster_refusal(sharing: float) -> str | None:
+    """Why `sharing` cannot render on a Ray cluster (None: it can). The states of a tree live
+    in the one process that grows it; a cluster's workers each hold their own."""
+    if sharing <= 0:
+        return None
+    return (f"shared denoising (sharing {sharing:g}) keeps its states in one process and "
+            "cannot run on a Ray cluster yet; use --sharing 0 with --cluster")
+
+
 def with_ancestors(branches: Sequence[Branch], keys: Collection[int]) -> set[int]:
     """The branch keys among `keys`, and every branch they start from, however far up."""
     parents = {b.key: (b.left, b.right) for b in branches}

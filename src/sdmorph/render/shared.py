@@ -17,7 +17,7 @@ from PIL import Image
 
 from sdmorph.core.errors import RenderError
 from sdmorph.core.ids import ImageId
-from sdmorph.core.sharing import Branch, join_step
+from sdmorph.core.sharing import Branch, cluster_refusal, join_step
 from sdmorph.render.engine import Engine, FrameInput, Join, Snapshot
 from sdmorph.render.renderer import Renderer
 
@@ -127,10 +127,10 @@ def _nbytes(tensor: torch.Tensor) -> int:
 
 
 def check_engine(renderer: Renderer) -> None:
-    """Shared denoising keeps its states in this process: a Ray cluster's workers cannot."""
-    if renderer.song.profile.sharing > 0 and not isinstance(renderer.engine, Engine):
-        raise RenderError("sharing needs the model in this process: it cannot run on a Ray "
-                          "cluster yet; use --sharing 0 with --cluster")
+    """Refuse shared denoising on a Ray cluster's engine (`sharing.cluster_refusal`)."""
+    why = cluster_refusal(renderer.song.profile.sharing)
+    if why and not isinstance(renderer.engine, Engine):
+        raise RenderError(why)
 
 
 def join_steps(sharing: float, iterations: int, levels: int = 3) -> dict[str, int]:
