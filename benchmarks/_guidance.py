@@ -3,7 +3,7 @@ at guidance 1 to 7.5, with the model's own PNDM and with other schedulers.
 
 The evaluation prompts x seeds of `sdmorph.media.caption_match` (10 x 4), 64x64, 20 steps,
 through `load_pipeline("tiny")` with each scheduler built by sdmorph's `make_scheduler` (as a
-profile's `scheduler` builds it); judged by `object_colour_matches` and `background_matches`.
+profile's `scheduler` builds it); judged by `follows_words` (object colour, background).
 """
 
 from __future__ import annotations
@@ -33,12 +33,7 @@ class Score:
 def sweep(log: Callable[[str], None] = print) -> list[Score]:
     import torch
 
-    from sdmorph.media.caption_match import (
-        EVALUATION_PROMPTS,
-        EVALUATION_SEEDS,
-        background_matches,
-        object_colour_matches,
-    )
+    from sdmorph.media.caption_match import EVALUATION_PROMPTS, EVALUATION_SEEDS, follows_words
     from sdmorph.render.pipelines import load_pipeline
     from sdmorph.render.schedulers import make_scheduler
 
@@ -53,11 +48,7 @@ def sweep(log: Callable[[str], None] = print) -> list[Score]:
             images = pipe(prompts, num_inference_steps=STEPS, guidance_scale=g, output_type="np",
                           generator=[torch.Generator().manual_seed(s) for s in seeds]).images
             pictures = [(i * 255).round().astype(np.uint8) for i in images]
-            score = Score(name, g,
-                          float(np.mean([object_colour_matches(i, p)
-                                         for i, p in zip(pictures, prompts, strict=True)])),
-                          float(np.mean([background_matches(i, p)
-                                         for i, p in zip(pictures, prompts, strict=True)])))
+            score = Score(name, g, *follows_words(pictures, prompts))
             log(f"{name}, guidance {g:g}: object colour {score.colour:.3f}, background "
                 f"{score.background:.3f}")
             out.append(score)

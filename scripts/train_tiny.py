@@ -51,7 +51,7 @@ from sdmorph.core.vocabulary import (
 from sdmorph.media.caption_match import (
     EVALUATION_PROMPTS,
     EVALUATION_SEEDS,
-    background_matches,
+    follows_words,
     measured_object_colour,
     object_colour_matches,
 )
@@ -704,10 +704,9 @@ def evaluate(out: Path, sheet: Path) -> dict[str, object]:
     for guidance in (7.5, 1.0):
         images = render(pipe, prompts, seeds, guidance)
         rows[f"g{guidance}"] = images
-        colour = [object_colour_matches(i, p) for i, p in zip(images, prompts, strict=True)]
-        ground = [background_matches(i, p) for i, p in zip(images, prompts, strict=True)]
-        results[f"colour_g{guidance}"] = sum(colour) / len(colour)
-        results[f"background_g{guidance}"] = sum(ground) / len(ground)
+        colour, ground = follows_words(images, prompts)
+        results[f"colour_g{guidance}"] = colour
+        results[f"background_g{guidance}"] = ground
     results["misses_g7.5"] = [
         f"{p} (seed {s}): {measured_object_colour(i, p)}"
         for i, p, s in zip(rows["g7.5"], prompts, seeds, strict=True)

@@ -8,6 +8,7 @@ from sdmorph.core.vocabulary import COLOURS, SETTINGS, parse_caption
 from sdmorph.media.caption_match import (
     EVALUATION_PROMPTS,
     background_matches,
+    follows_words,
     measured_object_colour,
     object_colour_matches,
 )
@@ -52,3 +53,11 @@ def test_the_background_names_its_setting() -> None:
 def test_every_evaluation_prompt_names_an_object_colour() -> None:
     assert len(EVALUATION_PROMPTS) == 10
     assert all(parse_caption(p).things[0].colour for p in EVALUATION_PROMPTS)
+
+
+def test_follows_words_gives_the_share_each_judge_accepts() -> None:
+    pictures = [_scene("desert", "blue"), _scene("desert", "blue"), _scene("sea", "red")]
+    captions = ["a blue tree in the desert", "a red tree in the desert", "a red sun in the snow"]
+    colour, background = follows_words(pictures, captions)
+    assert colour == 1 / 3 and background == 2 / 3
+    assert follows_words([], []) == (0.0, 0.0)

@@ -148,11 +148,7 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
     found for high-order solvers at large guidance (weights/tiny/TRAINING.md)."""
     import numpy as np
 
-    from sdmorph.media.caption_match import (
-        EVALUATION_PROMPTS,
-        background_matches,
-        object_colour_matches,
-    )
+    from sdmorph.media.caption_match import EVALUATION_PROMPTS, follows_words
 
     rows = ["name,prompt,seeds,guidance_scale"] + [
         f'{kind}{k},"{prompt}",0,{g}' for kind, g in (("g", 7.5), ("u", 1.0))
@@ -171,8 +167,7 @@ def test_trained_tiny_follows_the_words_more_at_guidance_7_5_than_at_1(tmp_path:
                   for k in range(len(EVALUATION_PROMPTS)) for path in sorted(
                       (tmp_path / "media/song/prompt_images").glob(f"{kind}{k}_*.png"))]
         assert len(judged) == len(EVALUATION_PROMPTS)
-        return (float(np.mean([object_colour_matches(i, p) for i, p in judged])),
-                float(np.mean([background_matches(i, p) for i, p in judged])))
+        return follows_words(*zip(*judged, strict=True))
 
     guided, unguided = shares("g"), shares("u")
     assert guided[0] >= 0.8 and guided[1] >= 0.8, guided

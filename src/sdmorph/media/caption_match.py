@@ -7,6 +7,8 @@ these, so the figures in weights/tiny/TRAINING.md and the tests mean the same th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from sdmorph.core.vocabulary import COLOURS, SETTINGS, Scene, parse_caption
@@ -72,3 +74,12 @@ def background_matches(image: np.ndarray, caption: str) -> bool:
         )
 
     return min(SETTINGS, key=distance) == (scene.setting or "sky")
+
+
+def follows_words(images: Sequence[np.ndarray], captions: Sequence[str]) -> tuple[float, float]:
+    """(share of `images` whose object colour matches, share whose background matches)."""
+    if not images:
+        return 0.0, 0.0
+    pairs = list(zip(images, captions, strict=True))
+    return (sum(object_colour_matches(i, c) for i, c in pairs) / len(pairs),
+            sum(background_matches(i, c) for i, c in pairs) / len(pairs))
