@@ -218,9 +218,14 @@ def crossfade_ratios(run: PacingRun, at_t: bool = False) -> list[float]:
     return ratios
 
 
+def kept_share(ratios: list[float], floor: float = 0.7) -> float:
+    """Share of detail ratios at least `floor` (0 for none)."""
+    return float(np.mean(np.asarray(ratios) >= floor)) if ratios else 0.0
+
+
 def detail_share(run: PacingRun, floor: float = 0.7) -> float:
     """Share of the in-betweens that keep at least `floor` of their keyframes' detail."""
-    return float(np.mean(np.asarray(run.detail) >= floor)) if run.detail else 0.0
+    return kept_share(run.detail, floor)
 
 
 def save_strip(target: Path, transitions: int = 6, sharing: float = RECOMMENDED) -> None:

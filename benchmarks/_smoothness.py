@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sdmorph.core import interp
 from sdmorph.core.ids import ImageId
 from sdmorph.core.smoothness import measure
 from sdmorph.formats.fsio import write_text
@@ -99,8 +100,7 @@ def detail_ratios_at(frames: list[Path], times: list[float]) -> list[float]:
 
 def frame_times(folder: Path, frames: int) -> list[float]:
     """The t's of a transition's frames: the manifest's (even pacing), else evenly spaced."""
-    times = json.loads((folder / "manifest.json").read_text()).get("times")
-    return times or np.linspace(0, 1, frames).tolist()
+    return TransitionManifest.read(folder / MANIFEST_NAME).times or interp.frame_times(frames)
 
 
 def model_kind(renderer: Renderer) -> str:

@@ -462,13 +462,11 @@ def _sharing_smoothness(runs: Any, s: float, detail_share: Callable[..., float]
 
 def _detail_at_t(runs: Any, s: float) -> Figure:
     """The same with the keyframes' detail interpolated at each frame's t (reported)."""
-    from _sharing import crossfade_ratios
+    from _sharing import crossfade_ratios, kept_share
 
-    def share(values: list[float]) -> float:
-        return float(np.mean(np.asarray(values) >= SHARING_DETAIL_FLOOR)) if values else 0.0
-
-    kept = {key: share(run.detail_at_t) for key, run in runs.runs.items()}
-    fades = share(crossfade_ratios(runs.runs["even", 0.0], at_t=True))
+    kept = {key: kept_share(run.detail_at_t, SHARING_DETAIL_FLOOR)
+            for key, run in runs.runs.items()}
+    fades = kept_share(crossfade_ratios(runs.runs["even", 0.0], at_t=True), SHARING_DETAIL_FLOOR)
     return Figure("sharing_detail_at_t", f"in-betweens with >= {SHARING_DETAIL_FLOOR}x their "
                   f"keyframes' detail at their t, even, s = {s}", kept["even", s], "",
                   "reported", None,
